@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VGB_VFIO_H
+#define VGB_VFIO_H
+
+/*
+ * vfio/: one device handle over pluggable io-ops backends.
+ *
+ * Backends: kernel (legacy container/group, cdev + iommufd, or an adopted device fd), virtual
+ * device (memfd regions; the regression-test GPU and the demo's default) and, later, vfio-user.
+ * Each backend advertises what it can do as VGB_VFIO_CAP_* flags. Callers check a flag with
+ * vgb_vfio_device_has_cap() and take another path when it is absent: a missing capability is
+ * never an error and is never logged above debug.
+ *
+ * Conventions: every fallible function returns >= 0 or -errno. An `int fd` parameter is
+ * borrowed unless the comment says "Takes ownership".
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vgb_vfio_device;
+
+enum vgb_vfio_cap {
+	/* VFIO_DEVICE_FEATURE_DMA_BUF (or an equivalent, e.g. udmabuf for the virtual device). */
+	VGB_VFIO_CAP_DMA_BUF = 1u << 0,
+	/* Regions with VFIO_REGION_INFO_FLAG_MMAP can be mmapped through region_mmap_fd. */
+	VGB_VFIO_CAP_MMAP = 1u << 1,
+	/* VFIO_DEVICE_RESET works. */
+	VGB_VFIO_CAP_RESET = 1u << 2,
+	/* The device was opened through a VFIO cdev bound to iommufd. */
+	VGB_VFIO_CAP_IOMMUFD = 1u << 3,
+};
+
+/* Why VGB_VFIO_CAP_DMA_BUF is set or not, as the probe saw it (for vfio-info). */
+enum vgb_vfio_probe {
+	VGB_VFIO_PROBE_NOT_RUN = 0,
+	VGB_VFIO_PROBE_OK,         /* PROBE answered 0 */
+	VGB_VFIO_PROBE_ENOTTY,     /* kernel lacks the feature (or VFIO_DEVICE_FEATURE itself) */
+	VGB_VFIO_PROBE_EOPNOTSUPP, /* kernel has it, the driver does not */
+	VGB_VFIO_PROBE_OTHER,      /* another errno: see dmabuf_probe_errno */
+};
+
+/* How a kernel device was opened. */
+enum vgb_vfio_open_path {
+	VGB_VFIO_PATH_NONE = 0,
+	VGB_VFIO_PATH_LEGACY,  /* /dev/vfio/vfio container + group */
+	VGB_VFIO_PATH_CDEV,    /* /dev/vfio/devices/vfioN + /dev/iommu */
+	VGB_VFIO_PATH_ADOPTED, /* a device fd handed to us (the VMM's) */
+	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
+};
+
+struct vgb_vfio_sparse_area {
+	uint64_t offset; /* inside the region */
+	uint64_t size;
+};
+
+/*
+ * One region, as the region-info cache holds it. Owned by the device: the caller neither
+ * allocates nor frees it. Valid until vgb_vfio_device_reset() or vgb_vfio_device_destroy().
+ */
+struct vgb_vfio_region_info {
+	uint32_t index;
+	uint32_t flags;  /* VFIO_REGION_INFO_FLAG_* */
+	uint64_t size;
+	uint64_t offset; /* offset of the region in the fd that region_mmap_fd returns */
+	/* VFIO_REGION_INFO_CAP_SPARSE_MMAP: only these areas may be mmapped. When has_sparse is
+	 * false and FLAG_MMAP is set, the whole region may be mmapped. */
+	bool has_sparse;
+	uint32_t n_sparse;
+	const struct vgb_vfio_sparse_area *sparse;
+	/* VFIO_REGION_INFO_CAP_TYPE */
+	bool has_type;
+	uint32_t type, subtype;
+};
+
+/*
+ * The io-ops table (QEMU's VFIODeviceIOOps is the model). Backends define one as
+ * `static const`. Every callback returns >= 0 or -errno.
+ */
+struct vgb_vfio_device_ops {
+	const char *name;
+	/* What this backend can ever do; the device's runtime set is a subset (see probe). */
+	uint32_t capabilities;
+	/* VFIO_DEVICE_FEATURE with @arg a struct vfio_device_feature of arg->argsz bytes. */
+	int (*device_feature)(struct vgb_vfio_device *dev, void *arg);
+	/* VFIO_DEVICE_GET_REGION_INFO; @info is a struct vfio_region_info of info->argsz bytes.
+	 * On return info->argsz may exceed the input: the caller re-queries with a larger buffer. */
+	int (*get_region_info)(struct vgb_vfio_device *dev, void *info);
+	/* VFIO_DEVICE_GET_INFO into a struct vfio_device_info. */
+	int (*get_device_info)(struct vgb_vfio_device *dev, void *info);
+	/* Returns bytes transferred or -errno. */
+	ssize_t (*region_read)(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
+			       void *buf, size_t len);
+	ssize_t (*region_write)(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
+				const void *buf, size_t len);
+	/* Returns the (borrowed) fd to mmap region @index from, at file offset
+	 * region_info->offset + offset-in-region. */
+	int (*region_mmap_fd)(struct vgb_vfio_device *dev, uint32_t index);
+	/* VFIO_DEVICE_RESET. NULL when unsupported. */
+	int (*reset)(struct vgb_vfio_device *dev);
+	/* Frees the backend's state. The base is freed by the caller. */
+	void (*destroy)(struct vgb_vfio_device *dev);
+};
+
+/* The base object, embedded as `base` in each backend's struct (wlroots style). */
+struct vgb_vfio_device {
+	const struct vgb_vfio_device_ops *ops;
+	uint32_t caps;                     /* runtime capabilities, a subset of ops->capabilities */
+	enum vgb_vfio_probe dmabuf_probe;  /* what the DMA_BUF probe saw */
+	int dmabuf_probe_errno;            /* its raw result, 0 or -errno */
+	enum vgb_vfio_open_path path;
+	char name[64];                     /* BDF, cdev path or virtual spec name */
+	uint32_t num_regions;
+	/* region-info cache, see vgb_vfio_region_info() */
+	struct vgb_vfio_region_info *regions;  /* num_regions slots */
+	bool *region_cached;
+	uint64_t region_info_queries;      /* backend get_region_info calls, for tests/stats */
+	uint32_t generation;               /* bumped on reset: exports made before are stale */
+};
+
+/* Initialises the base. For backends only. */
+void vgb_vfio_device_init(struct vgb_vfio_device *dev, const struct vgb_vfio_device_ops *ops,
+			  uint32_t num_regions, const char *name);
+/* Frees the base's cache. For backends only. */
+void vgb_vfio_device_finish(struct vgb_vfio_device *dev);
+
+/* Destroys @dev and everything it owns. Accepts NULL. */
+void vgb_vfio_device_destroy(struct vgb_vfio_device *dev);
+
+static inline bool vgb_vfio_device_has_cap(const struct vgb_vfio_device *dev, uint32_t cap)
+{
+	return (dev->caps & cap) == cap;
+}
+
+/*
+ * Region-info cache. The first query for @index calls the backend (re-querying with a larger
+ * argsz when the capability chain does not fit) and parses the sparse-mmap and type caps;
+ * later queries return the cached copy. *ret points into the device and stays valid until
+ * reset or destroy; the caller neither allocates nor frees it.
+ * Returns 0, -EINVAL for an index >= num_regions, or the backend's -errno.
+ */
+int vgb_vfio_region_info(struct vgb_vfio_device *dev, uint32_t index,
+			 const struct vgb_vfio_region_info **ret);
+
+/* Resets the device (when it can) and drops the region-info cache. Bumps dev->generation so
+ * exports made before are known to be revoked. Returns 0 or -errno (-EOPNOTSUPP without
+ * VGB_VFIO_CAP_RESET; the cache is dropped either way). */
+int vgb_vfio_device_reset(struct vgb_vfio_device *dev);
+
+/* Region I/O. Return bytes transferred or -errno. */
+ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64_t off, void *buf,
+			     size_t len);
+ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
+			      const void *buf, size_t len);
+
+/* ---- backends ---- */
+
+/*
+ * Kernel backend, legacy path: /dev/vfio/vfio container, the device's IOMMU group, type1v2,
+ * VFIO_GROUP_GET_DEVICE_FD by @bdf ("0000:00:03.0"). Tries the cdev path first when the kernel
+ * has it (see vfio/cdev.c), unless @flags has VGB_VFIO_OPEN_LEGACY.
+ */
+#define VGB_VFIO_OPEN_LEGACY (1u << 0)
+#define VGB_VFIO_OPEN_CDEV (1u << 1)
+int vgb_vfio_kernel_open(const char *bdf, uint32_t flags, struct vgb_vfio_device **ret);
+
+/* Kernel backend over a cdev path (/dev/vfio/devices/vfioN), bound to /dev/iommu. */
+int vgb_vfio_kernel_open_cdev(const char *cdev_path, struct vgb_vfio_device **ret);
+
+/*
+ * Kernel backend over a device fd we were handed (the VMM passes one over the socket).
+ * Takes ownership of @fd on success only. @name labels it in logs and stats.
+ */
+int vgb_vfio_kernel_adopt(int fd, const char *name, struct vgb_vfio_device **ret);
+
+/*
+ * The virtual device: regions backed by memfds. @spec is a comma-separated list, e.g.
+ *   "bar0=16M,bar2=64M:sparse=0+16M;32M+32M,bar4=4K:nommap,dmabuf=auto|on|off,name=vgpu0"
+ * (see docs/virtual-device.md). dmabuf=auto offers VGB_VFIO_CAP_DMA_BUF only where
+ * /dev/udmabuf exists, and exports through udmabuf.
+ * Returns 0 or -EINVAL for a bad spec (logged at debug with the reason), -ENOMEM, ...
+ */
+int vgb_vfio_vdev_create(const char *spec, struct vgb_vfio_device **ret);
+
+/* The memfd behind a virtual device's region (borrowed), or -EINVAL / -ENODEV. */
+int vgb_vfio_vdev_region_memfd(struct vgb_vfio_device *dev, uint32_t index);
+
+/* ---- multi-range dmabuf ---- */
+
+struct vgb_vfio_range {
+	uint64_t offset; /* inside the region */
+	uint64_t length;
+};
+
+/* The most ranges one export may carry (the kernel itself does not check nr_ranges). */
+#define VGB_VFIO_DMABUF_MAX_RANGES 16384u
+
+/*
+ * Exports @n ranges of region @region as one dmabuf (VFIO_DEVICE_FEATURE_DMA_BUF).
+ * Validates before any ioctl: 1 <= n <= VGB_VFIO_DMABUF_MAX_RANGES, page-aligned offsets and
+ * lengths, no zero length, no overflow, every range inside the region, region <= 5 (a BAR);
+ * argsz is computed from n. Touching ranges are merged first.
+ * Returns the new dmabuf fd (O_CLOEXEC, owned by the caller), -EOPNOTSUPP without an ioctl when
+ * the device lacks VGB_VFIO_CAP_DMA_BUF, -EINVAL/-ENODEV/-E2BIG for bad input, or the kernel's
+ * -errno.
+ */
+int vgb_vfio_create_dmabuf(struct vgb_vfio_device *dev, uint32_t region,
+			   const struct vgb_vfio_range *ranges, size_t n);
+
+/*
+ * Sorts nothing; merges ranges of @ranges that touch in order (a.offset + a.length == b.offset)
+ * in place. Returns the new count.
+ */
+size_t vgb_vfio_ranges_merge(struct vgb_vfio_range *ranges, size_t n);
+
+/* ---- segment mapper ---- */
+
+/* One piece of a CPU view: @length bytes of @fd (borrowed) from @offset. */
+struct vgb_segment {
+	int fd;
+	uint64_t offset;
+	uint64_t length;
+};
+
+/*
+ * Resolves @length bytes at @offset inside VFIO region @region into a mappable segment.
+ * Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas or the
+ * region has no FLAG_MMAP, -EINVAL when it is outside the region or unaligned.
+ */
+int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
+		     uint64_t length, struct vgb_segment *ret);
+
+struct vgb_segmap {
+	void *addr;       /* the contiguous read-only view */
+	size_t size;      /* its length */
+	unsigned n_mmaps; /* mmap calls made for segments (after merging) */
+	bool via_dmabuf;  /* the view is a direct mmap of the dmabuf */
+};
+
+/*
+ * Builds one contiguous PROT_READ view of @n segments (in order): a PROT_NONE
+ * MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE reservation of the total size, then one
+ * MAP_SHARED|MAP_FIXED mapping per run of touching segments. Offsets and lengths must be
+ * page aligned (-EINVAL). If @dmabuf_fd >= 0, mmap of that dmabuf is tried first and the
+ * segments are used only when it fails.
+ * On failure everything is unmapped. Returns 0 or -errno.
+ */
+int vgb_segmap_create(const struct vgb_segment *segs, size_t n, int dmabuf_fd,
+		      struct vgb_segmap **ret);
+
+/* Unmaps and frees. Accepts NULL. */
+void vgb_segmap_destroy(struct vgb_segmap *map);
+
+/* ---- udmabuf (vfio/udmabuf.c) ---- */
+
+struct vgb_udmabuf_item {
+	int memfd;        /* borrowed; shmem, sealed F_SEAL_SHRINK, not F_SEAL_WRITE */
+	uint64_t offset;  /* page aligned */
+	uint64_t size;    /* page aligned */
+};
+
+/* Whether /dev/udmabuf can be opened here. Cached after the first call. */
+bool vgb_udmabuf_is_available(void);
+
+/*
+ * One dmabuf from @n memfd items (UDMABUF_CREATE_LIST). Touching items of the same memfd are
+ * merged first. Returns the dmabuf fd, -ENODEV without /dev/udmabuf, -E2BIG over
+ * /sys/module/udmabuf/parameters/list_limit (default 1024) or size_limit_mb (default 64),
+ * or the kernel's -errno (-EINVAL for unsealed / unaligned, -EBADFD for a non-shmem fd).
+ */
+int vgb_udmabuf_create(const struct vgb_udmabuf_item *items, size_t n);
+
+#endif
