@@ -13,6 +13,8 @@ struct vgb_client {
 	int fd;
 	uint64_t next_id;
 	uint8_t *buf; /* VGB_PROTO_MAX_MSG */
+	vgb_client_wait_fn wait;
+	void *wait_data;
 };
 
 int vgb_client_adopt(int fd, struct vgb_client **ret)
@@ -71,6 +73,12 @@ int vgb_client_get_fd(struct vgb_client *c)
 	return c->fd;
 }
 
+void vgb_client_set_wait_hook(struct vgb_client *c, vgb_client_wait_fn fn, void *data)
+{
+	c->wait = fn;
+	c->wait_data = data;
+}
+
 void vgb_client_reply_finish(struct vgb_client_reply *reply)
 {
 	for (unsigned i = 0; i < VGB_PROTO_MAX_FDS; i++)
@@ -96,6 +104,8 @@ int vgb_client_recv(struct vgb_client *c, struct vgb_client_reply *ret)
 	struct vgb_msg_reply rh;
 	ssize_t n;
 
+	if (c->wait)
+		c->wait(c->wait_data, c->fd);
 	n = vgb_msg_recv(c->fd, c->buf, VGB_PROTO_MAX_MSG, &msg);
 	if (n == 0)
 		return -ECONNRESET;

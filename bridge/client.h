@@ -33,6 +33,13 @@ void vgb_client_destroy(struct vgb_client *c);
 int vgb_client_get_fd(struct vgb_client *c);
 
 /*
+ * Called before each wait for a reply, with the socket: a test that runs the daemon in the
+ * same thread pumps its loop there until the socket is readable. NULL: block in recvmsg.
+ */
+typedef void (*vgb_client_wait_fn)(void *data, int fd);
+void vgb_client_set_wait_hook(struct vgb_client *c, vgb_client_wait_fn fn, void *data);
+
+/*
  * Sends a request (payload @p1 then @p2, @n_fds borrowed fds) and waits for the reply with the
  * same id. Returns 0 with @ret filled (ret->result is the daemon's answer; close ret->fds), or a
  * transport -errno (-ECONNRESET when the daemon closed, -EPROTO for a reply that is not one).
