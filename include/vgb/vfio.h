@@ -100,7 +100,9 @@ struct vgb_vfio_device_ops {
 	int (*region_mmap_fd)(struct vgb_vfio_device *dev, uint32_t index);
 	/* VFIO_DEVICE_RESET. NULL when unsupported. */
 	int (*reset)(struct vgb_vfio_device *dev);
-	/* Frees the backend's state. The base is freed by the caller. */
+	/* Releases the backend's resources and frees the struct that embeds @dev. Called by
+	 * vgb_vfio_device_destroy() after vgb_vfio_device_finish() released the base's cache;
+	 * must cope with a half-built device. */
 	void (*destroy)(struct vgb_vfio_device *dev);
 };
 
@@ -120,7 +122,8 @@ struct vgb_vfio_device {
 	uint32_t generation;               /* bumped on reset: exports made before are stale */
 };
 
-/* Initialises the base. For backends only. */
+/* Initialises the base (zeroes it; the cache is allocated on first use, so this cannot fail).
+ * For backends only. */
 void vgb_vfio_device_init(struct vgb_vfio_device *dev, const struct vgb_vfio_device_ops *ops,
 			  uint32_t num_regions, const char *name);
 /* Frees the base's cache. For backends only. */
@@ -178,9 +181,12 @@ int vgb_vfio_kernel_adopt(int fd, const char *name, struct vgb_vfio_device **ret
 /*
  * The virtual device: regions backed by memfds. @spec is a comma-separated list, e.g.
  *   "bar0=16M,bar2=64M:sparse=0+16M;32M+32M,bar4=4K:nommap,dmabuf=auto|on|off,name=vgpu0"
- * (see docs/virtual-device.md). dmabuf=auto offers VGB_VFIO_CAP_DMA_BUF only where
- * /dev/udmabuf exists, and exports through udmabuf.
- * Returns 0 or -EINVAL for a bad spec (logged at debug with the reason), -ENOMEM, ...
+ * or "default" (BAR0 4 KiB registers, BAR2 64 MiB mmappable memory); see
+ * docs/virtual-device.md for the grammar. dmabuf=auto offers VGB_VFIO_CAP_DMA_BUF only where
+ * /dev/udmabuf exists, and exports through udmabuf; dmabuf=off / nodriver make the probe answer
+ * ENOTTY / EOPNOTSUPP as a kernel or driver without the feature would.
+ * Returns 0, -EINVAL for a bad spec (logged at debug with the reason), -ENODEV for dmabuf=on
+ * without /dev/udmabuf, or the -errno of making a memfd (-EMFILE, -ENOMEM, ...).
  */
 int vgb_vfio_vdev_create(const char *spec, struct vgb_vfio_device **ret);
 
