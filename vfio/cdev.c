@@ -14,13 +14,15 @@
 #include "vgb/sys.h"
 #include "vgb/util.h"
 
-static const char *sysfs_root = "/sys";
-static const char *dev_root = "/dev";
+static char sysfs_root[256] = "/sys";
+static char dev_root[256] = "/dev";
 
 void vgb_vfio_cdev_set_roots(const char *sysfs, const char *dev)
 {
-	sysfs_root = sysfs ? sysfs : "/sys";
-	dev_root = dev ? dev : "/dev";
+	/* Copied: the caller's strings need not outlive this call. Over-long roots are cut,
+	 * which makes lookups fail with ENOENT rather than reach elsewhere. */
+	snprintf(sysfs_root, sizeof(sysfs_root), "%s", sysfs ? sysfs : "/sys");
+	snprintf(dev_root, sizeof(dev_root), "%s", dev ? dev : "/dev");
 }
 
 /* "DDDD:BB:DD.F", hex. Strict, because it becomes part of a path. */

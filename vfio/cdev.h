@@ -16,7 +16,8 @@
 
 /*
  * Overrides the sysfs root (default "/sys") and the dev root (default "/dev", under which
- * vfio/devices/vfioN and iommu live). For tests; NULL restores a default.
+ * vfio/devices/vfioN and iommu live). For tests; NULL restores a default. The strings are
+ * copied (at most 255 bytes each).
  */
 void vgb_vfio_cdev_set_roots(const char *sysfs_root, const char *dev_root);
 
