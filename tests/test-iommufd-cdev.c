@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VFIO cdev path against a fake sysfs tree in a temp dir and the fake kernel: finding
+ * /dev/vfio/devices/vfioN from a BDF, bind (with and without a VF token), attach to an IOAS or
+ * HWPT, detach, the whole open/close, and leaks over 1000 open/close cycles.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cdev.h"
+#include "fake-iommufd.h"
+#include "leak.h"
+#include "tap.h"
+#include "tmpdir.h"
+#include "vgb/iommufd.h"
+
+static char root[256], sysfs[300], dev_root[300], iommu_path[512];
+static char cdev7[512], cdev9[512];
+
+static const uint8_t token[16] = { 0xbd, 0x8d, 0x9d, 0x2b, 0x5a, 0x5f, 0x4f, 0x5a,
+				   0xa2, 0x11, 0xf5, 0x91, 0x51, 0x4b, 0xa1, 0xf3 };
+
+static void make_tree(void)
+{
+	if (tmpdir_create(root, sizeof(root)) < 0)
+		tap_bail("tmpdir");
+	snprintf(sysfs, sizeof(sysfs), "%s/sys", root);
+	snprintf(dev_root, sizeof(dev_root), "%s/dev", root);
+	/* 0000:00:03.0: bound to vfio-pci with cdev vfio7 (sysfs also has a stray file there). */
+	if (tmpdir_mkdirs(root, "sys/bus/pci/devices/0000:00:03.0/vfio-dev/vfio7") < 0 ||
+	    tmpdir_touch(root, "sys/bus/pci/devices/0000:00:03.0/vfio-dev/uevent", NULL, 0) < 0 ||
+	    /* 0000:00:04.0: a VF, cdev vfio9, needs the VF token */
+	    tmpdir_mkdirs(root, "sys/bus/pci/devices/0000:00:04.0/vfio-dev/vfio9") < 0 ||
+	    /* 0000:00:05.0: bound to vfio-pci on a kernel without cdevs (no vfio-dev) */
+	    tmpdir_mkdirs(root, "sys/bus/pci/devices/0000:00:05.0/driver") < 0 ||
+	    /* 0000:00:06.0: two entries: not a tree we understand */
+	    tmpdir_mkdirs(root, "sys/bus/pci/devices/0000:00:06.0/vfio-dev/vfio1") < 0 ||
+	    tmpdir_mkdirs(root, "sys/bus/pci/devices/0000:00:06.0/vfio-dev/vfio2") < 0 ||
+	    tmpdir_touch(root, "dev/iommu", iommu_path, sizeof(iommu_path)) < 0 ||
+	    tmpdir_touch(root, "dev/vfio/devices/vfio7", cdev7, sizeof(cdev7)) < 0 ||
+	    tmpdir_touch(root, "dev/vfio/devices/vfio9", cdev9, sizeof(cdev9)) < 0)
+		tap_bail("fake sysfs tree");
+	vgb_vfio_cdev_set_roots(sysfs, dev_root);
+}
+
+static void test_find(void)
+{
+	static const struct {
+		const char *bdf;
+		int want;
+		const char *node;
+	} cases[] = {
+		{ "0000:00:03.0", 0, "vfio7" },
+		{ "0000:00:04.0", 0, "vfio9" },
+		{ "0000:00:05.0", -ENOENT, NULL },
+		{ "0000:00:06.0", -ENOENT, NULL },
+		{ "0000:00:07.0", -ENOENT, NULL },
+		{ "0000:00:3.0", -EINVAL, NULL },
+		{ "../../../etc", -EINVAL, NULL },
+		{ "0000:00:03.0/../../x", -EINVAL, NULL },
+		{ "0000:00:03.g", -EINVAL, NULL },
+		{ "", -EINVAL, NULL },
+	};
+	char buf[512], want[512];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = vgb_vfio_cdev_find(cases[i].bdf, buf, sizeof(buf));
+		tap_is_errno(r, cases[i].want, "find \"%s\"", cases[i].bdf);
+		if (cases[i].node && r == 0) {
+			snprintf(want, sizeof(want), "%s/vfio/devices/%s", dev_root, cases[i].node);
+			tap_is_str(buf, want, "... node path");
+		}
+	}
+	tap_is_errno(vgb_vfio_cdev_find(NULL, buf, sizeof(buf)), -EINVAL, "find NULL");
+	tap_is_errno(vgb_vfio_cdev_find("0000:00:03.0", buf, 10), -ENAMETOOLONG,
+		     "find into a small buffer");
+}
+
+static void test_uuid(void)
+{
+	uint8_t u[16];
+
+	tap_is_int(vgb_vfio_parse_uuid("bd8d9d2b-5a5f-4f5a-a211-f591514ba1f3", u), 0, "uuid parses");
+	tap_is_mem(u, token, 16, "uuid bytes in string order");
+	tap_is_errno(vgb_vfio_parse_uuid("bd8d9d2b5a5f-4f5a-a211-f591514ba1f3-", u), -EINVAL,
+		     "misplaced dash");
+	tap_is_errno(vgb_vfio_parse_uuid("bd8d9d2b-5a5f-4f5a-a211-f591514ba1fz", u), -EINVAL,
+		     "non-hex digit");
+	tap_is_errno(vgb_vfio_parse_uuid("bd8d9d2b", u), -EINVAL, "short");
+}
+
+static void test_bind_attach(void)
+{
+	struct vgb_iommufd *ctx;
+	uint32_t dev, ioas, hwpt, attached;
+	int fd;
+
+	if (vgb_iommufd_open(iommu_path, &ctx) < 0)
+		tap_bail("iommufd");
+	fd = open(cdev7, O_RDWR | O_CLOEXEC);
+	tap_is_errno(vgb_vfio_cdev_attach(fd, 1, NULL), -EINVAL, "attach before bind: EINVAL");
+	tap_is_errno(vgb_vfio_cdev_bind(fd, ctx->fd, token, &dev), -EINVAL,
+		     "a VF token for a device that is not a VF: EINVAL");
+	tap_is_int(vgb_vfio_cdev_bind(fd, ctx->fd, NULL, &dev), 0, "bind");
+	tap_ok(dev != 0, "bind returns a device id");
+	tap_is_int(vgb_iommufd_ioas_alloc(ctx, &ioas), 0, "ioas");
+	tap_is_int(vgb_vfio_cdev_attach(fd, ioas, &attached), 0, "attach to an IOAS");
+	tap_ok(attached != ioas && attached != 0, "the kernel made an HWPT for the IOAS (%u)",
+	       attached);
+	tap_is_int(vgb_iommufd_hwpt_alloc(ctx, dev, ioas, 0, 0, &hwpt), 0, "explicit HWPT");
+	tap_is_int(vgb_vfio_cdev_attach(fd, hwpt, &attached), 0, "attach to the HWPT (replace)");
+	tap_is_uint(attached, hwpt, "attached to the HWPT itself");
+	tap_is_errno(vgb_iommufd_destroy(ctx, hwpt), -EBUSY, "attached HWPT cannot be destroyed");
+	tap_is_int(vgb_vfio_cdev_detach(fd), 0, "detach");
+	tap_is_int(vgb_iommufd_destroy(ctx, hwpt), 0, "detached HWPT can be destroyed");
+	tap_is_int(vgb_iommufd_destroy(ctx, ioas), 0, "and the IOAS (the auto HWPT went on replace)");
+	close(fd);
+
+	fd = open(cdev9, O_RDWR | O_CLOEXEC);
+	tap_is_errno(vgb_vfio_cdev_bind(fd, ctx->fd, NULL, &dev), -EACCES,
+		     "a VF without its token: EACCES");
+	uint8_t wrong[16];
+	memcpy(wrong, token, 16);
+	wrong[15] ^= 1;
+	tap_is_errno(vgb_vfio_cdev_bind(fd, ctx->fd, wrong, &dev), -EACCES, "a wrong token: EACCES");
+	tap_is_int(vgb_vfio_cdev_bind(fd, ctx->fd, token, &dev), 0, "the VF with its token");
+	close(fd);
+
+	fd = open(cdev7, O_RDWR | O_CLOEXEC);
+	tap_is_errno(vgb_vfio_cdev_bind(fd, fd, NULL, &dev), -EBADFD,
+		     "binding to an fd that is not an iommufd: EBADFD");
+	close(fd);
+	vgb_iommufd_close(ctx);
+}
+
+static void test_open_close(void)
+{
+	struct vgb_vfio_cdev *c;
+	struct fake_iommufd_counts fk;
+	char path[512];
+
+	tap_is_int(vgb_vfio_cdev_find("0000:00:03.0", path, sizeof(path)), 0, "find");
+	tap_is_int(vgb_vfio_cdev_open(path, NULL, &c), 0, "open by cdev: bind + IOAS + attach");
+	tap_ok(c->dev_id && c->ioas_id && c->hwpt_id, "ids: dev %u ioas %u hwpt %u", c->dev_id,
+	       c->ioas_id, c->hwpt_id);
+	fake_iommufd_get_counts(&fk);
+	tap_is_uint(fk.bound_devices, 1, "the device is bound");
+	vgb_vfio_cdev_close(c);
+	fake_iommufd_get_counts(&fk);
+	tap_is_uint(fk.bound_devices, 0, "closing unbinds");
+	tap_is_uint(fk.live_objects, 0, "and leaves no object");
+
+	tap_is_errno(vgb_vfio_cdev_open(cdev9, NULL, &c), -EACCES,
+		     "open of a VF without its token fails with the kernel's errno");
+	tap_is_int(vgb_vfio_cdev_open(cdev9, token, &c), 0, "and works with it");
+	vgb_vfio_cdev_close(c);
+	snprintf(path, sizeof(path), "%s/vfio/devices/vfio42", dev_root);
+	tap_is_errno(vgb_vfio_cdev_open(path, NULL, &c), -ENOENT, "missing node: ENOENT");
+
+	vgb_vfio_cdev_set_roots(sysfs, "/nonexistent");
+	tap_is_errno(vgb_vfio_cdev_open(cdev7, NULL, &c), -ENOENT, "no /dev/iommu: ENOENT");
+	vgb_vfio_cdev_set_roots(sysfs, dev_root);
+	fake_iommufd_get_counts(&fk);
+	tap_ok(fk.live_objects == 0 && fk.bound_devices == 0, "failed opens leave nothing behind");
+}
+
+static void test_no_leak(void)
+{
+	struct leak_snapshot snap;
+	struct fake_iommufd_counts fk;
+	bool ok = true;
+
+	leak_snapshot(&snap);
+	for (int i = 0; i < 1000 && ok; i++) {
+		struct vgb_vfio_cdev *c;
+		if (vgb_vfio_cdev_open(cdev7, NULL, &c) < 0)
+			ok = false;
+		else
+			vgb_vfio_cdev_close(c);
+	}
+	tap_ok(ok, "1000 cdev open/close cycles");
+	leak_check(&snap, "1000 cdev cycles");
+	fake_iommufd_get_counts(&fk);
+	tap_ok(fk.live_objects == 0 && fk.bound_devices == 0, "no object or binding left");
+	tap_is_uint(fk.strict_violations, 0, "every struct sent was byte-exact");
+}
+
+int main(void)
+{
+	struct leak_snapshot snap;
+
+	tap_plan_lazy();
+	make_tree();
+	fake_iommufd_install(iommu_path);
+	if (fake_iommufd_add_cdev(cdev7, NULL) < 0 || fake_iommufd_add_cdev(cdev9, token) < 0)
+		tap_bail("fake cdevs");
+	leak_snapshot(&snap);
+	test_find();
+	test_uuid();
+	test_bind_attach();
+	test_open_close();
+	test_no_leak();
+	fake_iommufd_remove();
+	leak_check(&snap, "whole test");
+	vgb_vfio_cdev_set_roots(NULL, NULL);
+	tmpdir_remove(root);
+	return tap_done();
+}
