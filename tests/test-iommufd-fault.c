@@ -250,6 +250,8 @@ static void test_malformed(void)
 	memcpy(bytes, recs, sizeof(recs));
 	fake_iommufd_fault_emit_raw(id, bytes, sizeof(recs));
 	tap_is_errno(vgb_iommufd_fault_queue_dispatch(q), -EBADMSG, "mixed cookies: EBADMSG");
+	fake_iommufd_fault_get_counts(id, &fc);
+	tap_is_uint(fc.last_cookie, 6, "answered with the last record's cookie, as the uapi says");
 	vgb_iommufd_fault_queue_get_stats(q, &st);
 	tap_is_uint(st.malformed, 2, "both counted as malformed");
 

@@ -771,6 +771,7 @@ static ssize_t fault_write(struct obj *o, const void *buf, size_t count)
 	while (count > done) {
 		struct iommu_hwpt_page_response resp;
 		memcpy(&resp, (const char *)buf + done, size);
+		o->counts.last_cookie = resp.cookie;
 		if (resp.code != IOMMUFD_PAGE_RESP_SUCCESS && resp.code != IOMMUFD_PAGE_RESP_INVALID) {
 			rc = -EINVAL;
 			o->counts.responses_einval++;

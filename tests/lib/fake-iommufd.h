@@ -71,6 +71,7 @@ struct fake_fault_counts {
 	unsigned responses_success, responses_invalid;
 	unsigned responses_einval; /* unknown cookie or code */
 	unsigned auto_invalid;     /* answered INVALID by the fake when the object was destroyed */
+	uint32_t last_cookie;      /* cookie of the last response written, accepted or not */
 	bool fd_open;
 };
 int fake_iommufd_fault_get_counts(uint32_t fault_id, struct fake_fault_counts *ret);
