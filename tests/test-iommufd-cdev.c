@@ -146,6 +146,7 @@ static void test_open_close(void)
 	tap_is_int(vgb_vfio_cdev_open(path, NULL, &c), 0, "open by cdev: bind + IOAS + attach");
 	tap_ok(c->dev_id && c->ioas_id && c->hwpt_id, "ids: dev %u ioas %u hwpt %u", c->dev_id,
 	       c->ioas_id, c->hwpt_id);
+	tap_ok(c->faults == NULL, "a device without I/O page faults gets no fault queue");
 	fake_iommufd_get_counts(&fk);
 	tap_is_uint(fk.bound_devices, 1, "the device is bound");
 	vgb_vfio_cdev_close(c);
@@ -165,6 +166,45 @@ static void test_open_close(void)
 	vgb_vfio_cdev_set_roots(sysfs, dev_root);
 	fake_iommufd_get_counts(&fk);
 	tap_ok(fk.live_objects == 0 && fk.bound_devices == 0, "failed opens leave nothing behind");
+}
+
+static void test_open_with_faults(void)
+{
+	struct vgb_vfio_cdev *c;
+	struct fake_iommufd_counts fk;
+	struct fake_fault_counts fc;
+	struct iommu_hwpt_pgfault rec = { .perm = IOMMU_PGFAULT_PERM_WRITE, .addr = 0x1000 };
+	char want[256];
+
+	fake_iommufd_cdev_set_iopf(cdev7, true);
+	tap_is_int(vgb_vfio_cdev_open(cdev7, NULL, &c), 0, "open a device that takes page faults");
+	tap_ok(c->faults != NULL, "it gets a fault queue");
+	if (!c->faults) {
+		vgb_vfio_cdev_close(c);
+		fake_iommufd_cdev_set_iopf(cdev7, false);
+		return;
+	}
+	uint32_t fid = vgb_iommufd_fault_queue_id(c->faults);
+	rec.dev_id = c->dev_id;
+	fake_iommufd_fault_emit(fid, &rec, 1);
+	tap_is_int(vgb_iommufd_fault_queue_dispatch(c->faults), 1, "its page request is answered");
+	fake_iommufd_fault_get_counts(fid, &fc);
+	tap_ok(fc.responses_invalid == 1 && fc.outstanding == 0, "... INVALID, once");
+	fake_iommufd_fault_emit(fid, &rec, 1); /* left unread: the kernel answers it on teardown */
+	uint32_t hwpt = c->hwpt_id, ioas = c->ioas_id, dev = c->dev_id;
+	fake_iommufd_log_clear();
+	vgb_vfio_cdev_close(c);
+	fake_iommufd_get_counts(&fk);
+	snprintf(want, sizeof(want),
+		 "unbind dev %u; destroy hwpt %u; fault %u fd closed; destroy fault %u; "
+		 "destroy ioas %u",
+		 dev, hwpt, fid, fid, ioas);
+	tap_is_str(fake_iommufd_log(), want,
+		   "close: unbind, HWPT, fault fd, fault object, IOAS");
+	tap_ok(fk.live_objects == 0 && fk.bound_devices == 0, "nothing left");
+	fake_iommufd_fault_get_counts(fid, &fc);
+	tap_is_uint(fc.auto_invalid, 1, "the unread group was answered by the kernel");
+	fake_iommufd_cdev_set_iopf(cdev7, false);
 }
 
 static void test_no_leak(void)
@@ -202,6 +242,7 @@ int main(void)
 	test_uuid();
 	test_bind_attach();
 	test_open_close();
+	test_open_with_faults();
 	test_no_leak();
 	fake_iommufd_remove();
 	leak_check(&snap, "whole test");

@@ -274,6 +274,7 @@ static void test_teardown_order(void)
 
 	if (vgb_vfio_cdev_open(cdev_path, NULL, &c) < 0)
 		tap_bail("cdev open");
+	fake_iommufd_cdev_set_iopf(cdev_path, true);
 	if (vgb_iommufd_fault_queue_create(c->iommufd, 0, &q) < 0)
 		tap_bail("queue");
 	uint32_t fid = vgb_iommufd_fault_queue_id(q);

@@ -175,6 +175,29 @@ int vgb_vfio_cdev_detach(int device_fd)
 	return 0;
 }
 
+/* A fault queue, an HWPT over the IOAS that reports to it, and the attach. Any refusal is the
+ * capability being absent: undo and let the caller attach to the IOAS. */
+static int attach_with_faults(struct vgb_vfio_cdev *c)
+{
+	uint32_t hwpt, attached;
+	int r;
+
+	r = vgb_iommufd_fault_queue_create(c->iommufd, 0, &c->faults);
+	if (r < 0)
+		return r;
+	r = vgb_iommufd_fault_queue_hwpt_alloc(c->faults, c->dev_id, c->ioas_id, &hwpt);
+	if (r >= 0)
+		r = vgb_vfio_cdev_attach(c->device_fd, hwpt, &attached);
+	if (r < 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, r, "vfio: no I/O page faults for dev %u", c->dev_id);
+		vgb_iommufd_fault_queue_destroy(c->faults);
+		c->faults = NULL;
+		return r;
+	}
+	c->hwpt_id = attached;
+	return 0;
+}
+
 int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 		       struct vgb_vfio_cdev **ret)
 {
@@ -199,9 +222,11 @@ int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 	r = vgb_iommufd_ioas_alloc(c->iommufd, &c->ioas_id);
 	if (r < 0)
 		goto err_close;
-	r = vgb_vfio_cdev_attach(c->device_fd, c->ioas_id, &c->hwpt_id);
-	if (r < 0)
-		goto err_close;
+	if (attach_with_faults(c) < 0) {
+		r = vgb_vfio_cdev_attach(c->device_fd, c->ioas_id, &c->hwpt_id);
+		if (r < 0)
+			goto err_close;
+	}
 	*ret = c;
 	return 0;
 
@@ -221,6 +246,7 @@ void vgb_vfio_cdev_close(struct vgb_vfio_cdev *c)
 	/* Closing the device fd unbinds it, which detaches it and drops the HWPT the kernel made
 	 * for the IOAS; only then can the IOAS go. */
 	c->device_fd = vgb_close(c->device_fd);
+	vgb_iommufd_fault_queue_destroy(c->faults);
 	if (c->iommufd && c->ioas_id)
 		vgb_iommufd_destroy(c->iommufd, c->ioas_id);
 	vgb_iommufd_close(c->iommufd);

@@ -59,12 +59,19 @@ struct vgb_vfio_cdev {
 	struct vgb_iommufd *iommufd;
 	uint32_t dev_id;
 	uint32_t ioas_id;
-	uint32_t hwpt_id; /* the HWPT the kernel made for the IOAS attach */
+	uint32_t hwpt_id; /* the attached HWPT: the fault-capable one, or the kernel's for the IOAS */
+	/* The I/O page-fault queue, when the device takes a fault-capable HWPT (PRI/IOPF); NULL
+	 * otherwise (kernel before 6.11, or a device/IOMMU without I/O page faults). */
+	struct vgb_iommufd_fault_queue *faults;
 };
 
 /*
  * Opens @cdev_path O_RDWR|O_CLOEXEC and the iommu node, binds (with @vf_token, may be NULL),
- * allocates an IOAS and attaches to it. On failure everything is undone.
+ * allocates an IOAS and attaches to it: first through an HWPT with a fault queue, so a device
+ * issuing page requests has them read and answered; when the kernel or the device refuses any
+ * step of that (no IOMMU_FAULT_QUEUE_ALLOC before 6.11, no I/O page faults on the device), the
+ * fault objects are dropped and the device is attached to the IOAS itself. On failure
+ * everything is undone.
  * Returns 0, -ENOENT when the cdev or /dev/iommu is absent, or the first -errno.
  */
 int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
@@ -72,7 +79,8 @@ int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 
 /*
  * Undoes vgb_vfio_cdev_open(): closes the device fd unless it was taken (set to -1), which
- * unbinds and detaches, then destroys the IOAS and closes the iommufd. Accepts NULL.
+ * unbinds and detaches, then destroys the fault queue (HWPT, fault fd, fault object), the IOAS,
+ * and closes the iommufd. Accepts NULL.
  */
 void vgb_vfio_cdev_close(struct vgb_vfio_cdev *c);
 

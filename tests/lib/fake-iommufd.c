@@ -66,6 +66,7 @@ struct cdev {
 	char path[PATH_MAX];
 	bool has_token;
 	uint8_t token[16];
+	bool iopf;
 	bool bound;
 	int ctx_fd;
 	uint32_t dev_id;
@@ -632,6 +633,8 @@ static int cdev_attach(struct cdev *c, struct vfio_device_attach_iommufd_pt *arg
 		h->users++; /* the device */
 		hwpt_id = h->id;
 	} else {
+		if (pt->fault_id && !c->iopf)
+			return -ENODEV; /* enabling I/O page faults on the device fails */
 		pt->users++;
 		hwpt_id = pt->id;
 	}
@@ -958,6 +961,21 @@ int fake_iommufd_add_cdev(const char *cdev_path, const uint8_t *vf_token)
 		memcpy(c->token, vf_token, 16);
 	}
 	return 0;
+}
+
+int fake_iommufd_cdev_set_iopf(const char *cdev_path, bool iopf)
+{
+	char *real = realpath(cdev_path, NULL);
+	int r = -ENOENT;
+
+	for (size_t i = 0; real && i < F.n_cdevs; i++) {
+		if (strcmp(F.cdevs[i].path, real) == 0) {
+			F.cdevs[i].iopf = iopf;
+			r = 0;
+		}
+	}
+	free(real);
+	return r;
 }
 
 void fake_iommufd_get_counts(struct fake_iommufd_counts *ret)
