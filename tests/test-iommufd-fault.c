@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cdev.h"
+#include "kernel.h"
 #include "fake-iommufd.h"
 #include "leak.h"
 #include "tap.h"
@@ -345,11 +346,7 @@ int main(void)
 	    tmpdir_touch(root, "dev/iommu", iommu_path, sizeof(iommu_path)) < 0 ||
 	    tmpdir_touch(root, "dev/vfio/devices/vfio0", cdev_path, sizeof(cdev_path)) < 0)
 		tap_bail("scratch tree");
-	{
-		char dev_root[512];
-		snprintf(dev_root, sizeof(dev_root), "%s/dev", root);
-		vgb_vfio_cdev_set_roots(root, dev_root);
-	}
+	vgb_vfio_kernel_set_root(root);
 	fake_iommufd_install(iommu_path);
 	fake_iommufd_add_cdev(cdev_path, NULL);
 	leak_snapshot(&snap);
@@ -367,6 +364,7 @@ int main(void)
 
 	fake_iommufd_remove();
 	leak_check(&snap, "whole test");
+	vgb_vfio_kernel_set_root(NULL);
 	tmpdir_remove(root);
 	return tap_done();
 }

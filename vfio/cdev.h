@@ -6,7 +6,7 @@
  * Private to vfio/: opening a device through its VFIO cdev (/dev/vfio/devices/vfioN, Linux 6.6)
  * bound to an iommufd context. The kernel backend (vgb_vfio_kernel_open_cdev() and the cdev
  * attempt of vgb_vfio_kernel_open()) is built on these; tests drive them against a fake sysfs
- * tree and the fake iommufd at the ioctl boundary.
+ * tree (vgb_vfio_kernel_set_root()) and the fake iommufd at the ioctl boundary.
  */
 
 #include <stddef.h>
@@ -14,23 +14,8 @@
 
 #include "vgb/iommufd.h"
 
-/*
- * Overrides the sysfs root (default "/sys") and the dev root (default "/dev", under which
- * vfio/devices/vfioN and iommu live). For tests; NULL restores a default. The strings are
- * copied (at most 255 bytes each).
- */
-void vgb_vfio_cdev_set_roots(const char *sysfs_root, const char *dev_root);
-
-/*
- * The cdev node of PCI device @bdf ("0000:00:03.0", validated: 4:2:2.1 hex digits), found as the
- * one vfioN entry of <sysfs>/bus/pci/devices/<bdf>/vfio-dev/. Writes <dev>/vfio/devices/vfioN
- * into @buf. Returns 0, -EINVAL for a malformed BDF, -ENOENT when there is no cdev (kernel
- * before 6.6, CONFIG_VFIO_DEVICE_CDEV off, or the device not bound to a VFIO driver),
- * -ENAMETOOLONG.
- */
-int vgb_vfio_cdev_find(const char *bdf, char *buf, size_t len);
-
-/* <dev>/iommu, for vgb_iommufd_open(). */
+/* /dev/iommu under the kernel backend's root (vgb_vfio_kernel_set_root()). The cdev node
+ * itself comes from vgb_vfio_kernel_cdev_path(). */
 const char *vgb_vfio_cdev_iommu_path(char *buf, size_t len);
 
 /*

@@ -665,6 +665,17 @@ static int cdev_detach(struct cdev *c, struct vfio_device_detach_iommufd_pt *arg
 	return 0;
 }
 
+/* A vfio-pci device: 9 regions, 5 irqs, resettable. */
+static int cdev_get_info(struct vfio_device_info *info)
+{
+	if (info->argsz < offsetof(struct vfio_device_info, num_irqs) + sizeof(info->num_irqs))
+		return -EINVAL;
+	info->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
+	info->num_regions = VFIO_PCI_NUM_REGIONS;
+	info->num_irqs = VFIO_PCI_NUM_IRQS;
+	return 0;
+}
+
 static int fake_ioctl(int fd, unsigned long request, void *arg)
 {
 	struct cdev *c;
@@ -683,8 +694,12 @@ static int fake_ioctl(int fd, unsigned long request, void *arg)
 			r = cdev_attach(c, arg);
 		else if (request == VFIO_DEVICE_DETACH_IOMMUFD_PT)
 			r = cdev_detach(c, arg);
+		else if (!c->bound)
+			r = -EINVAL; /* no device access before BIND */
+		else if (request == VFIO_DEVICE_GET_INFO)
+			r = cdev_get_info(arg);
 		else
-			r = c->bound ? -ENOTTY : -EINVAL;
+			r = -ENOTTY; /* including VFIO_DEVICE_FEATURE: a kernel without DMA_BUF */
 	} else {
 		return F.saved.ioctl(fd, request, arg);
 	}
