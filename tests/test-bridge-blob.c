@@ -23,7 +23,13 @@ static struct virtio_gpu_mem_entry E(uint64_t addr, uint32_t len)
 	return (struct virtio_gpu_mem_entry){ .addr = htole64(addr), .length = htole32(len) };
 }
 
-/* A memfd whose byte i is (i * 7 + seed) & 0xff. */
+static uint8_t pattern(uint64_t off, unsigned seed)
+{
+	/* Depends on the page and MiB numbers too, so a wrong page shows up. */
+	return (uint8_t)((off * 7) ^ (off >> 12) ^ (off >> 20) ^ (seed * 0x55));
+}
+
+/* A memfd whose byte i is pattern(i, seed). */
 static int pattern_memfd(uint64_t size, unsigned seed)
 {
 	int fd = memfd_create("test-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -35,14 +41,9 @@ static int pattern_memfd(uint64_t size, unsigned seed)
 	if (p == MAP_FAILED)
 		tap_bail("mmap: %m");
 	for (uint64_t i = 0; i < size; i++)
-		p[i] = (uint8_t)(i * 7 + seed);
+		p[i] = pattern(i, seed);
 	munmap(p, size);
 	return fd;
-}
-
-static uint8_t pattern(uint64_t off, unsigned seed)
-{
-	return (uint8_t)(off * 7 + seed);
 }
 
 /*

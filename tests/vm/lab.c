@@ -7,8 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
 #include "lab.h"
+#include "tap.h"
 #include "vgb/util.h"
+#include "vgb/vfio.h"
 
 /* Reads $VGB_IVSHMEM<i><suffix> (or $VGB_IVSHMEM_N for @i < 0) as a number. */
 static int env_u64(int i, const char *suffix, uint64_t *ret)
@@ -126,4 +131,45 @@ int vm_lab_link_name(const char *path, char *buf, size_t size)
 		return -ENAMETOOLONG;
 	snprintf(buf, size, "%s", base);
 	return 0;
+}
+
+bool vm_lab_pattern_ok(const void *p, uint64_t off, size_t len, uint32_t seed)
+{
+	long long bad = vm_lab_mismatch(p, off, len, seed);
+
+	if (bad >= 0)
+		tap_diag("pattern (seed %#x) differs at byte %#llx of %#zx (region offset %#llx)",
+			 seed, bad, len, (unsigned long long)(off + (uint64_t)bad));
+	return bad < 0;
+}
+
+int vm_lab_get_command(struct vgb_vfio_device *dev, uint16_t *ret)
+{
+	unsigned char b[2];
+	ssize_t n = vgb_vfio_region_read(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, b, 2);
+
+	if (n < 0)
+		return (int)n;
+	if (n != 2)
+		return -EIO;
+	*ret = (uint16_t)(b[0] | b[1] << 8);
+	return 0;
+}
+
+int vm_lab_set_memory_decode(struct vgb_vfio_device *dev, bool on)
+{
+	uint16_t cmd;
+	unsigned char b[2];
+	ssize_t n;
+	int r = vm_lab_get_command(dev, &cmd);
+
+	if (r < 0)
+		return r;
+	cmd = on ? (uint16_t)(cmd | PCI_COMMAND_MEMORY) : (uint16_t)(cmd & ~PCI_COMMAND_MEMORY);
+	b[0] = (unsigned char)cmd;
+	b[1] = (unsigned char)(cmd >> 8);
+	n = vgb_vfio_region_write(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, b, 2);
+	if (n < 0)
+		return (int)n;
+	return n == 2 ? 0 : -EIO;
 }
