@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct vgb_vfio_device;
@@ -170,6 +171,14 @@ ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64
 			     size_t len);
 ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
 			      const void *buf, size_t len);
+
+/*
+ * Prints @dev's backend, open path, capabilities, DMA_BUF probe answer and every region (size,
+ * offset, flags, sparse areas, type; or the errno its query gave) to @out, as text or as one
+ * JSON object (the format `vgbctl vfio-info` prints; see README.md). Queries go through the
+ * region-info cache. Returns 0, -EINVAL, or -EIO when writing failed.
+ */
+int vgb_vfio_info_print(struct vgb_vfio_device *dev, FILE *out, bool json);
 
 /* ---- backends ---- */
 
