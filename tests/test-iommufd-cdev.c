@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -219,6 +220,20 @@ static void test_kernel_backend(void)
 		tap_is_uint(dev->num_regions, 9, "device info came through the bound cdev");
 		tap_ok(vgb_vfio_device_fault_queue(dev) == NULL,
 		       "no fault queue for a device without page faults");
+		char *text = NULL, *json = NULL;
+		size_t tlen = 0, jlen = 0;
+		FILE *ft = open_memstream(&text, &tlen), *fj = open_memstream(&json, &jlen);
+		int rt = vgb_vfio_info_print(dev, ft, false), rj = vgb_vfio_info_print(dev, fj, true);
+		fclose(ft);
+		fclose(fj);
+		tap_ok(rt == 0 && text && strstr(text, "opened: cdev"),
+		       "vfio-info (text) shows the cdev path");
+		tap_ok(rj == 0 && json && strstr(json, "\"path\": \"cdev\""),
+		       "vfio-info (JSON) shows the cdev path");
+		if (text && !strstr(text, "opened: cdev"))
+			tap_diag("%s", text);
+		free(text);
+		free(json);
 		vgb_vfio_device_destroy(dev);
 	}
 	fake_iommufd_get_counts(&fk);
