@@ -52,6 +52,19 @@ enum vgb_vfio_open_path {
 	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
 };
 
+/* "none", "legacy", "cdev", "adopted", "virtual": how vfio-info and STATS name the path. */
+static inline const char *vgb_vfio_path_name(enum vgb_vfio_open_path path)
+{
+	switch (path) {
+	case VGB_VFIO_PATH_LEGACY: return "legacy";
+	case VGB_VFIO_PATH_CDEV: return "cdev";
+	case VGB_VFIO_PATH_ADOPTED: return "adopted";
+	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
+	case VGB_VFIO_PATH_NONE: break;
+	}
+	return "none";
+}
+
 struct vgb_vfio_sparse_area {
 	uint64_t offset; /* inside the region */
 	uint64_t size;
