@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct vgb_vfio_device;
@@ -50,6 +51,19 @@ enum vgb_vfio_open_path {
 	VGB_VFIO_PATH_ADOPTED, /* a device fd handed to us (the VMM's) */
 	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
 };
+
+/* "none", "legacy", "cdev", "adopted", "virtual": how vfio-info and STATS name the path. */
+static inline const char *vgb_vfio_path_name(enum vgb_vfio_open_path path)
+{
+	switch (path) {
+	case VGB_VFIO_PATH_LEGACY: return "legacy";
+	case VGB_VFIO_PATH_CDEV: return "cdev";
+	case VGB_VFIO_PATH_ADOPTED: return "adopted";
+	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
+	case VGB_VFIO_PATH_NONE: break;
+	}
+	return "none";
+}
 
 struct vgb_vfio_sparse_area {
 	uint64_t offset; /* inside the region */
@@ -157,6 +171,14 @@ ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64
 			     size_t len);
 ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
 			      const void *buf, size_t len);
+
+/*
+ * Prints @dev's backend, open path, capabilities, DMA_BUF probe answer and every region (size,
+ * offset, flags, sparse areas, type; or the errno its query gave) to @out, as text or as one
+ * JSON object (the format `vgbctl vfio-info` prints; see README.md). Queries go through the
+ * region-info cache. Returns 0, -EINVAL, or -EIO when writing failed.
+ */
+int vgb_vfio_info_print(struct vgb_vfio_device *dev, FILE *out, bool json);
 
 /* ---- backends ---- */
 
