@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct vgb_vfio_device;
@@ -50,6 +51,19 @@ enum vgb_vfio_open_path {
 	VGB_VFIO_PATH_ADOPTED, /* a device fd handed to us (the VMM's) */
 	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
 };
+
+/* "none", "legacy", "cdev", "adopted", "virtual": how vfio-info and STATS name the path. */
+static inline const char *vgb_vfio_path_name(enum vgb_vfio_open_path path)
+{
+	switch (path) {
+	case VGB_VFIO_PATH_LEGACY: return "legacy";
+	case VGB_VFIO_PATH_CDEV: return "cdev";
+	case VGB_VFIO_PATH_ADOPTED: return "adopted";
+	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
+	case VGB_VFIO_PATH_NONE: break;
+	}
+	return "none";
+}
 
 struct vgb_vfio_sparse_area {
 	uint64_t offset; /* inside the region */
@@ -100,7 +114,9 @@ struct vgb_vfio_device_ops {
 	int (*region_mmap_fd)(struct vgb_vfio_device *dev, uint32_t index);
 	/* VFIO_DEVICE_RESET. NULL when unsupported. */
 	int (*reset)(struct vgb_vfio_device *dev);
-	/* Frees the backend's state. The base is freed by the caller. */
+	/* Releases the backend's resources and frees the struct that embeds @dev. Called by
+	 * vgb_vfio_device_destroy() after vgb_vfio_device_finish() released the base's cache;
+	 * must cope with a half-built device. */
 	void (*destroy)(struct vgb_vfio_device *dev);
 };
 
@@ -120,7 +136,8 @@ struct vgb_vfio_device {
 	uint32_t generation;               /* bumped on reset: exports made before are stale */
 };
 
-/* Initialises the base. For backends only. */
+/* Initialises the base (zeroes it; the cache is allocated on first use, so this cannot fail).
+ * For backends only. */
 void vgb_vfio_device_init(struct vgb_vfio_device *dev, const struct vgb_vfio_device_ops *ops,
 			  uint32_t num_regions, const char *name);
 /* Frees the base's cache. For backends only. */
@@ -155,6 +172,14 @@ ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64
 ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
 			      const void *buf, size_t len);
 
+/*
+ * Prints @dev's backend, open path, capabilities, DMA_BUF probe answer and every region (size,
+ * offset, flags, sparse areas, type; or the errno its query gave) to @out, as text or as one
+ * JSON object (the format `vgbctl vfio-info` prints; see README.md). Queries go through the
+ * region-info cache. Returns 0, -EINVAL, or -EIO when writing failed.
+ */
+int vgb_vfio_info_print(struct vgb_vfio_device *dev, FILE *out, bool json);
+
 /* ---- backends ---- */
 
 /*
@@ -178,9 +203,12 @@ int vgb_vfio_kernel_adopt(int fd, const char *name, struct vgb_vfio_device **ret
 /*
  * The virtual device: regions backed by memfds. @spec is a comma-separated list, e.g.
  *   "bar0=16M,bar2=64M:sparse=0+16M;32M+32M,bar4=4K:nommap,dmabuf=auto|on|off,name=vgpu0"
- * (see docs/virtual-device.md). dmabuf=auto offers VGB_VFIO_CAP_DMA_BUF only where
- * /dev/udmabuf exists, and exports through udmabuf.
- * Returns 0 or -EINVAL for a bad spec (logged at debug with the reason), -ENOMEM, ...
+ * or "default" (BAR0 4 KiB registers, BAR2 64 MiB mmappable memory); see
+ * docs/virtual-device.md for the grammar. dmabuf=auto offers VGB_VFIO_CAP_DMA_BUF only where
+ * /dev/udmabuf exists, and exports through udmabuf; dmabuf=off / nodriver make the probe answer
+ * ENOTTY / EOPNOTSUPP as a kernel or driver without the feature would.
+ * Returns 0, -EINVAL for a bad spec (logged at debug with the reason), -ENODEV for dmabuf=on
+ * without /dev/udmabuf, or the -errno of making a memfd (-EMFILE, -ENOMEM, ...).
  */
 int vgb_vfio_vdev_create(const char *spec, struct vgb_vfio_device **ret);
 
@@ -225,9 +253,11 @@ struct vgb_segment {
 };
 
 /*
- * Resolves @length bytes at @offset inside VFIO region @region into a mappable segment.
- * Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas or the
- * region has no FLAG_MMAP, -EINVAL when it is outside the region or unaligned.
+ * Resolves @length bytes at @offset inside VFIO region @region into a mappable segment: the
+ * backend's region fd (borrowed) at region offset + @offset. A range may span touching sparse
+ * areas. Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas,
+ * the region has no FLAG_MMAP or the device lacks VGB_VFIO_CAP_MMAP, -EINVAL when it is empty,
+ * unaligned or outside the region, or the region-info query's -errno.
  */
 int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
 		     uint64_t length, struct vgb_segment *ret);
@@ -243,9 +273,11 @@ struct vgb_segmap {
  * Builds one contiguous PROT_READ view of @n segments (in order): a PROT_NONE
  * MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE reservation of the total size, then one
  * MAP_SHARED|MAP_FIXED mapping per run of touching segments. Offsets and lengths must be
- * page aligned (-EINVAL). If @dmabuf_fd >= 0, mmap of that dmabuf is tried first and the
- * segments are used only when it fails.
- * On failure everything is unmapped. Returns 0 or -errno.
+ * page aligned (-EINVAL). If @dmabuf_fd >= 0 (borrowed), mmap of that dmabuf is tried first
+ * and the segments are used only when it fails (Linux 6.19's VFIO dmabufs refuse mmap).
+ * On failure everything is unmapped. Returns 0, -EINVAL (no segments, fd < 0, zero, unaligned or
+ * overflowing offsets and lengths), -E2BIG (more than 65536 segments), -ENOMEM, or mmap's
+ * -errno (e.g. -ENODEV for an fd that cannot be mapped).
  */
 int vgb_segmap_create(const struct vgb_segment *segs, size_t n, int dmabuf_fd,
 		      struct vgb_segmap **ret);
