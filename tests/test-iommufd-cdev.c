@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cdev.h"
 #include "kernel.h"
 #include "fake-iommufd.h"
+#include "fault.h"
 #include "leak.h"
 #include "tap.h"
 #include "tmpdir.h"
@@ -219,6 +221,20 @@ static void test_kernel_backend(void)
 		tap_is_uint(dev->num_regions, 9, "device info came through the bound cdev");
 		tap_ok(vgb_vfio_device_fault_queue(dev) == NULL,
 		       "no fault queue for a device without page faults");
+		char *text = NULL, *json = NULL;
+		size_t tlen = 0, jlen = 0;
+		FILE *ft = open_memstream(&text, &tlen), *fj = open_memstream(&json, &jlen);
+		int rt = vgb_vfio_info_print(dev, ft, false), rj = vgb_vfio_info_print(dev, fj, true);
+		fclose(ft);
+		fclose(fj);
+		tap_ok(rt == 0 && text && strstr(text, "opened: cdev"),
+		       "vfio-info (text) shows the cdev path");
+		tap_ok(rj == 0 && json && strstr(json, "\"path\": \"cdev\""),
+		       "vfio-info (JSON) shows the cdev path");
+		if (text && !strstr(text, "opened: cdev"))
+			tap_diag("%s", text);
+		free(text);
+		free(json);
 		vgb_vfio_device_destroy(dev);
 	}
 	fake_iommufd_get_counts(&fk);
@@ -248,6 +264,58 @@ static void test_kernel_backend(void)
 	tap_is_int(vgb_vfio_kernel_open("0000:00:05.0", VGB_VFIO_OPEN_CDEV, &dev), -ENODEV,
 		   "cdev only, device without a cdev: ENODEV");
 	leak_check(&snap, "refused opens");
+}
+
+/* An ioctl failure at every step of the kernel backend's cdev open: a step the open needs gives
+ * its errno back; a step of the optional page-fault attach falls back to the plain IOAS attach;
+ * either way nothing is left open or allocated. */
+static void test_open_faults(void)
+{
+	struct leak_snapshot snap;
+	struct fake_iommufd_counts fk;
+	unsigned n, fired = 0, failed = 0, fell_back = 0;
+	bool ok = true;
+
+	fake_iommufd_cdev_set_iopf(cdev7, true);
+	leak_snapshot(&snap);
+	fault_install();
+	for (n = 1; n < 64; n++) {
+		struct vgb_vfio_device *dev = NULL;
+
+		fault_arm_ioctl(n, EIO);
+		int r = vgb_vfio_kernel_open("0000:00:03.0", VGB_VFIO_OPEN_CDEV, &dev);
+		bool hit = fault_fired();
+		fault_arm_ioctl(0, 0);
+		if (!hit) {
+			ok &= r == 0 && vgb_vfio_device_fault_queue(dev) != NULL;
+			vgb_vfio_device_destroy(dev);
+			break;
+		}
+		fired++;
+		if (r == -EIO) {
+			failed++;
+			ok &= dev == NULL;
+		} else if (r == 0) {
+			fell_back++;
+			ok &= dev->path == VGB_VFIO_PATH_CDEV;
+		} else {
+			tap_diag("ioctl fault %u: r=%d", n, r);
+			ok = false;
+		}
+		vgb_vfio_device_destroy(dev);
+		fake_iommufd_get_counts(&fk);
+		if (leak_count_fds() != snap.n_fds || fk.live_objects || fk.bound_devices) {
+			tap_diag("ioctl fault %u: fds %d -> %d, objects %u, bound %u", n, snap.n_fds,
+				 leak_count_fds(), fk.live_objects, fk.bound_devices);
+			ok = false;
+		}
+	}
+	fault_remove();
+	fake_iommufd_cdev_set_iopf(cdev7, false);
+	tap_ok(ok && fired >= 6, "cdev open under an ioctl fault at each of %u calls", fired);
+	tap_ok(failed >= 2 && fell_back >= 3,
+	       "needed steps fail the open (%u), page-fault steps fall back (%u)", failed, fell_back);
+	leak_check(&snap, "cdev open under fault injection");
 }
 
 static void test_no_leak(void)
@@ -287,6 +355,7 @@ int main(void)
 	test_open_close();
 	test_open_with_faults();
 	test_kernel_backend();
+	test_open_faults();
 	test_no_leak();
 	fake_iommufd_remove();
 	leak_check(&snap, "whole test");

@@ -676,6 +676,20 @@ static int cdev_get_info(struct vfio_device_info *info)
 	return 0;
 }
 
+/* BAR0: 16 KiB, read/write; every other region empty (as vfio-pci reports absent BARs). */
+static int cdev_get_region_info(struct vfio_region_info *info)
+{
+	if (info->argsz < offsetof(struct vfio_region_info, offset) + sizeof(info->offset))
+		return -EINVAL;
+	if (info->index >= VFIO_PCI_NUM_REGIONS)
+		return -EINVAL;
+	info->cap_offset = 0;
+	info->offset = (uint64_t)info->index << 40;
+	info->flags = info->index == 0 ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+	info->size = info->index == 0 ? 16384 : 0;
+	return 0;
+}
+
 static int fake_ioctl(int fd, unsigned long request, void *arg)
 {
 	struct cdev *c;
@@ -698,6 +712,8 @@ static int fake_ioctl(int fd, unsigned long request, void *arg)
 			r = -EINVAL; /* no device access before BIND */
 		else if (request == VFIO_DEVICE_GET_INFO)
 			r = cdev_get_info(arg);
+		else if (request == VFIO_DEVICE_GET_REGION_INFO)
+			r = cdev_get_region_info(arg);
 		else
 			r = -ENOTTY; /* including VFIO_DEVICE_FEATURE: a kernel without DMA_BUF */
 	} else {
