@@ -532,6 +532,7 @@ static void bind_compositor(struct wl_client *c, void *data, uint32_t version, u
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool stop;
 static int resend_efd = -1;
+static struct wl_event_source *resend_source;
 
 static int on_resend(int fd, uint32_t mask, void *data)
 {
@@ -574,7 +575,7 @@ static void fake_start(void)
 	wl_global_create(fake.display, &xdg_wm_base_interface, 1, NULL, bind_wm);
 	wl_global_create(fake.display, &zwp_linux_dmabuf_v1_interface, 4, NULL, bind_dmabuf);
 	resend_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	wl_event_loop_add_fd(fake.loop, resend_efd, WL_EVENT_READABLE, on_resend, NULL);
+	resend_source = wl_event_loop_add_fd(fake.loop, resend_efd, WL_EVENT_READABLE, on_resend, NULL);
 }
 
 static void fake_stop(pthread_t thread)
@@ -583,6 +584,7 @@ static void fake_stop(pthread_t thread)
 
 	atomic_store(&stop, true);
 	pthread_join(thread, NULL);
+	wl_event_source_remove(resend_source);
 	wl_display_destroy_clients(fake.display);
 	wl_display_destroy(fake.display);
 	close(resend_efd);
