@@ -594,7 +594,11 @@ static int do_add_device(struct client *c, struct vgb_msg *msg)
 		r = vgb_vfio_kernel_open(path, 0, &dev);
 		break;
 	case VGB_DEVICE_CDEV:
+#if VGB_VFIO_HAVE_CDEV
 		r = vgb_vfio_kernel_open_cdev(path, &dev);
+#else
+		r = -EOPNOTSUPP; /* this build has no cdev + iommufd path */
+#endif
 		break;
 	case VGB_DEVICE_VIRTUAL:
 		r = vgb_vfio_vdev_create(path, &dev);
