@@ -101,7 +101,10 @@ void vgb_gpu_destroy(struct vgb_gpu *gpu);
  *      be called exactly once with @cookie and the response (unless the gpu is destroyed
  *      first);
  *  -EINVAL     @len is shorter than a virtio_gpu_ctrl_hdr (no response can be formed);
- *  -ENOBUFS    @resp_cap is too small for the response.
+ *  -ENOBUFS    @resp_cap is too small for the response;
+ *  -ENOMEM     a fenced command could not be queued (nothing was done).
+ * The inline entries of RESOURCE_CREATE_BLOB / ATTACH_BACKING are read from @cmd at any
+ * alignment; @cmd is not kept after the call.
  */
 int vgb_gpu_process(struct vgb_gpu *gpu, const void *cmd, size_t len, void *resp,
 		    size_t resp_cap, size_t *ret_resp_len, uint64_t cookie);

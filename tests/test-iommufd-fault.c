@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cdev.h"
+#include "kernel.h"
 #include "fake-iommufd.h"
 #include "leak.h"
 #include "tap.h"
@@ -250,6 +251,8 @@ static void test_malformed(void)
 	memcpy(bytes, recs, sizeof(recs));
 	fake_iommufd_fault_emit_raw(id, bytes, sizeof(recs));
 	tap_is_errno(vgb_iommufd_fault_queue_dispatch(q), -EBADMSG, "mixed cookies: EBADMSG");
+	fake_iommufd_fault_get_counts(id, &fc);
+	tap_is_uint(fc.last_cookie, 6, "answered with the last record's cookie, as the uapi says");
 	vgb_iommufd_fault_queue_get_stats(q, &st);
 	tap_is_uint(st.malformed, 2, "both counted as malformed");
 
@@ -272,6 +275,7 @@ static void test_teardown_order(void)
 
 	if (vgb_vfio_cdev_open(cdev_path, NULL, &c) < 0)
 		tap_bail("cdev open");
+	fake_iommufd_cdev_set_iopf(cdev_path, true);
 	if (vgb_iommufd_fault_queue_create(c->iommufd, 0, &q) < 0)
 		tap_bail("queue");
 	uint32_t fid = vgb_iommufd_fault_queue_id(q);
@@ -342,11 +346,7 @@ int main(void)
 	    tmpdir_touch(root, "dev/iommu", iommu_path, sizeof(iommu_path)) < 0 ||
 	    tmpdir_touch(root, "dev/vfio/devices/vfio0", cdev_path, sizeof(cdev_path)) < 0)
 		tap_bail("scratch tree");
-	{
-		char dev_root[512];
-		snprintf(dev_root, sizeof(dev_root), "%s/dev", root);
-		vgb_vfio_cdev_set_roots(root, dev_root);
-	}
+	vgb_vfio_kernel_set_root(root);
 	fake_iommufd_install(iommu_path);
 	fake_iommufd_add_cdev(cdev_path, NULL);
 	leak_snapshot(&snap);
@@ -364,6 +364,7 @@ int main(void)
 
 	fake_iommufd_remove();
 	leak_check(&snap, "whole test");
+	vgb_vfio_kernel_set_root(NULL);
 	tmpdir_remove(root);
 	return tap_done();
 }

@@ -9,84 +9,15 @@
 #include <unistd.h>
 
 #include "cdev.h"
+#include "kernel.h"
 #include "uapi/linux/vfio-cdev.h"
 #include "vgb/log.h"
 #include "vgb/sys.h"
 #include "vgb/util.h"
 
-static char sysfs_root[256] = "/sys";
-static char dev_root[256] = "/dev";
-
-void vgb_vfio_cdev_set_roots(const char *sysfs, const char *dev)
-{
-	/* Copied: the caller's strings need not outlive this call. Over-long roots are cut,
-	 * which makes lookups fail with ENOENT rather than reach elsewhere. */
-	snprintf(sysfs_root, sizeof(sysfs_root), "%s", sysfs ? sysfs : "/sys");
-	snprintf(dev_root, sizeof(dev_root), "%s", dev ? dev : "/dev");
-}
-
-/* "DDDD:BB:DD.F", hex. Strict, because it becomes part of a path. */
-static bool bdf_is_valid(const char *bdf)
-{
-	static const char shape[] = "xxxx:xx:xx.x";
-
-	if (!bdf || strlen(bdf) != sizeof(shape) - 1)
-		return false;
-	for (size_t i = 0; shape[i]; i++) {
-		if (shape[i] == 'x' ? !isxdigit((unsigned char)bdf[i]) : bdf[i] != shape[i])
-			return false;
-	}
-	return true;
-}
-
-/* "vfio" followed by decimal digits only. */
-static bool cdev_name_is_valid(const char *name)
-{
-	if (strncmp(name, "vfio", 4) != 0 || !name[4] || strlen(name) > 16)
-		return false;
-	for (const char *p = name + 4; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return true;
-}
-
-int vgb_vfio_cdev_find(const char *bdf, char *buf, size_t len)
-{
-	char dir_path[512], found[32] = "";
-	struct dirent *e;
-	unsigned n = 0;
-	DIR *d;
-	int r;
-
-	if (!bdf_is_valid(bdf))
-		return -EINVAL;
-	r = snprintf(dir_path, sizeof(dir_path), "%s/bus/pci/devices/%s/vfio-dev", sysfs_root, bdf);
-	if (r < 0 || (size_t)r >= sizeof(dir_path))
-		return -ENAMETOOLONG;
-	d = opendir(dir_path);
-	if (!d)
-		return vgb_log_errno(VGB_LOG_DEBUG, -ENOENT, "vfio: %s: no vfio-dev (%s)", bdf,
-				     strerror(errno));
-	while ((e = readdir(d))) {
-		if (!cdev_name_is_valid(e->d_name))
-			continue;
-		/* cdev_name_is_valid() capped the length at 16 */
-		memcpy(found, e->d_name, strlen(e->d_name) + 1);
-		n++;
-	}
-	closedir(d);
-	/* One device has one cdev; anything else is not a tree we understand. */
-	if (n != 1)
-		return vgb_log_errno(VGB_LOG_DEBUG, -ENOENT, "vfio: %s: %u vfioN entries", bdf, n);
-	r = snprintf(buf, len, "%s/vfio/devices/%s", dev_root, found);
-	if (r < 0 || (size_t)r >= len)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 const char *vgb_vfio_cdev_iommu_path(char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/iommu", dev_root);
+	snprintf(buf, len, "%s/dev/iommu", vgb_vfio_kernel_get_root());
 	return buf;
 }
 
@@ -175,6 +106,29 @@ int vgb_vfio_cdev_detach(int device_fd)
 	return 0;
 }
 
+/* A fault queue, an HWPT over the IOAS that reports to it, and the attach. Any refusal is the
+ * capability being absent: undo and let the caller attach to the IOAS. */
+static int attach_with_faults(struct vgb_vfio_cdev *c)
+{
+	uint32_t hwpt, attached;
+	int r;
+
+	r = vgb_iommufd_fault_queue_create(c->iommufd, 0, &c->faults);
+	if (r < 0)
+		return r;
+	r = vgb_iommufd_fault_queue_hwpt_alloc(c->faults, c->dev_id, c->ioas_id, &hwpt);
+	if (r >= 0)
+		r = vgb_vfio_cdev_attach(c->device_fd, hwpt, &attached);
+	if (r < 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, r, "vfio: no I/O page faults for dev %u", c->dev_id);
+		vgb_iommufd_fault_queue_destroy(c->faults);
+		c->faults = NULL;
+		return r;
+	}
+	c->hwpt_id = attached;
+	return 0;
+}
+
 int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 		       struct vgb_vfio_cdev **ret)
 {
@@ -199,9 +153,11 @@ int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 	r = vgb_iommufd_ioas_alloc(c->iommufd, &c->ioas_id);
 	if (r < 0)
 		goto err_close;
-	r = vgb_vfio_cdev_attach(c->device_fd, c->ioas_id, &c->hwpt_id);
-	if (r < 0)
-		goto err_close;
+	if (attach_with_faults(c) < 0) {
+		r = vgb_vfio_cdev_attach(c->device_fd, c->ioas_id, &c->hwpt_id);
+		if (r < 0)
+			goto err_close;
+	}
 	*ret = c;
 	return 0;
 
@@ -221,8 +177,47 @@ void vgb_vfio_cdev_close(struct vgb_vfio_cdev *c)
 	/* Closing the device fd unbinds it, which detaches it and drops the HWPT the kernel made
 	 * for the IOAS; only then can the IOAS go. */
 	c->device_fd = vgb_close(c->device_fd);
+	vgb_iommufd_fault_queue_destroy(c->faults);
 	if (c->iommufd && c->ioas_id)
 		vgb_iommufd_destroy(c->iommufd, c->ioas_id);
 	vgb_iommufd_close(c->iommufd);
 	free(c);
+}
+
+/* ---- the kernel backend over a cdev ---- */
+
+static void cdev_release(void *data)
+{
+	/* The device fd is already closed (wrap took it): this drops the fault queue, the IOAS
+	 * and the iommufd, in that order. */
+	vgb_vfio_cdev_close(data);
+}
+
+int vgb_vfio_kernel_open_cdev(const char *cdev_path, struct vgb_vfio_device **ret)
+{
+	struct vgb_vfio_cdev *c;
+	int r;
+
+	if (!cdev_path || !ret)
+		return -EINVAL;
+	r = vgb_vfio_cdev_open(cdev_path, NULL, &c);
+	if (r < 0)
+		return r;
+	r = vgb_vfio_kernel_wrap(c->device_fd, cdev_path, VGB_VFIO_PATH_CDEV, cdev_release, c, ret);
+	if (r < 0) {
+		vgb_vfio_cdev_close(c);
+		return r;
+	}
+	c->device_fd = -1; /* the device owns it now */
+	return 0;
+}
+
+struct vgb_iommufd_fault_queue *vgb_vfio_device_fault_queue(struct vgb_vfio_device *dev)
+{
+	struct vgb_vfio_cdev *c;
+
+	if (!dev || dev->path != VGB_VFIO_PATH_CDEV)
+		return NULL;
+	c = vgb_vfio_kernel_release_data(dev);
+	return c ? c->faults : NULL;
 }

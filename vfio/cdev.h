@@ -6,7 +6,7 @@
  * Private to vfio/: opening a device through its VFIO cdev (/dev/vfio/devices/vfioN, Linux 6.6)
  * bound to an iommufd context. The kernel backend (vgb_vfio_kernel_open_cdev() and the cdev
  * attempt of vgb_vfio_kernel_open()) is built on these; tests drive them against a fake sysfs
- * tree and the fake iommufd at the ioctl boundary.
+ * tree (vgb_vfio_kernel_set_root()) and the fake iommufd at the ioctl boundary.
  */
 
 #include <stddef.h>
@@ -14,23 +14,8 @@
 
 #include "vgb/iommufd.h"
 
-/*
- * Overrides the sysfs root (default "/sys") and the dev root (default "/dev", under which
- * vfio/devices/vfioN and iommu live). For tests; NULL restores a default. The strings are
- * copied (at most 255 bytes each).
- */
-void vgb_vfio_cdev_set_roots(const char *sysfs_root, const char *dev_root);
-
-/*
- * The cdev node of PCI device @bdf ("0000:00:03.0", validated: 4:2:2.1 hex digits), found as the
- * one vfioN entry of <sysfs>/bus/pci/devices/<bdf>/vfio-dev/. Writes <dev>/vfio/devices/vfioN
- * into @buf. Returns 0, -EINVAL for a malformed BDF, -ENOENT when there is no cdev (kernel
- * before 6.6, CONFIG_VFIO_DEVICE_CDEV off, or the device not bound to a VFIO driver),
- * -ENAMETOOLONG.
- */
-int vgb_vfio_cdev_find(const char *bdf, char *buf, size_t len);
-
-/* <dev>/iommu, for vgb_iommufd_open(). */
+/* /dev/iommu under the kernel backend's root (vgb_vfio_kernel_set_root()). The cdev node
+ * itself comes from vgb_vfio_kernel_cdev_path(). */
 const char *vgb_vfio_cdev_iommu_path(char *buf, size_t len);
 
 /*
@@ -59,12 +44,19 @@ struct vgb_vfio_cdev {
 	struct vgb_iommufd *iommufd;
 	uint32_t dev_id;
 	uint32_t ioas_id;
-	uint32_t hwpt_id; /* the HWPT the kernel made for the IOAS attach */
+	uint32_t hwpt_id; /* the attached HWPT: the fault-capable one, or the kernel's for the IOAS */
+	/* The I/O page-fault queue, when the device takes a fault-capable HWPT (PRI/IOPF); NULL
+	 * otherwise (kernel before 6.11, or a device/IOMMU without I/O page faults). */
+	struct vgb_iommufd_fault_queue *faults;
 };
 
 /*
  * Opens @cdev_path O_RDWR|O_CLOEXEC and the iommu node, binds (with @vf_token, may be NULL),
- * allocates an IOAS and attaches to it. On failure everything is undone.
+ * allocates an IOAS and attaches to it: first through an HWPT with a fault queue, so a device
+ * issuing page requests has them read and answered; when the kernel or the device refuses any
+ * step of that (no IOMMU_FAULT_QUEUE_ALLOC before 6.11, no I/O page faults on the device), the
+ * fault objects are dropped and the device is attached to the IOAS itself. On failure
+ * everything is undone.
  * Returns 0, -ENOENT when the cdev or /dev/iommu is absent, or the first -errno.
  */
 int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
@@ -72,7 +64,8 @@ int vgb_vfio_cdev_open(const char *cdev_path, const uint8_t *vf_token,
 
 /*
  * Undoes vgb_vfio_cdev_open(): closes the device fd unless it was taken (set to -1), which
- * unbinds and detaches, then destroys the IOAS and closes the iommufd. Accepts NULL.
+ * unbinds and detaches, then destroys the fault queue (HWPT, fault fd, fault object), the IOAS,
+ * and closes the iommufd. Accepts NULL.
  */
 void vgb_vfio_cdev_close(struct vgb_vfio_cdev *c);
 

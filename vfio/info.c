@@ -16,17 +16,6 @@ static const char *errno_name(int err)
 	return name ? name : "unknown";
 }
 
-static const char *path_name(enum vgb_vfio_open_path path)
-{
-	switch (path) {
-	case VGB_VFIO_PATH_LEGACY: return "legacy";
-	case VGB_VFIO_PATH_CDEV: return "cdev";
-	case VGB_VFIO_PATH_ADOPTED: return "adopted";
-	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
-	default: return "none";
-	}
-}
-
 static const char *probe_name(const struct vgb_vfio_device *dev)
 {
 	switch (dev->dmabuf_probe) {
@@ -98,7 +87,7 @@ static void region_label(uint32_t index, char buf[16])
 static void print_text(struct vgb_vfio_device *dev, FILE *out)
 {
 	fprintf(out, "device %s\n", dev->name);
-	fprintf(out, "  backend: %s, opened: %s\n", dev->ops->name, path_name(dev->path));
+	fprintf(out, "  backend: %s, opened: %s\n", dev->ops->name, vgb_vfio_path_name(dev->path));
 	fprintf(out, "  capabilities:");
 	for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
 		fprintf(out, " %s=%s", cap_names[i].name,
@@ -146,7 +135,7 @@ static void print_json(struct vgb_vfio_device *dev, FILE *out)
 	json_string(out, dev->name);
 	fprintf(out, ",\n  \"backend\": ");
 	json_string(out, dev->ops->name);
-	fprintf(out, ",\n  \"path\": \"%s\",\n  \"capabilities\": {", path_name(dev->path));
+	fprintf(out, ",\n  \"path\": \"%s\",\n  \"capabilities\": {", vgb_vfio_path_name(dev->path));
 	for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
 		fprintf(out, "%s\"%s\": %s", i ? ", " : "", cap_names[i].name,
 			vgb_vfio_device_has_cap(dev, cap_names[i].cap) ? "true" : "false");

@@ -42,6 +42,11 @@ void vgb_vfio_kernel_set_root(const char *r)
 	snprintf(root, sizeof(root), "%s", r ? r : "");
 }
 
+const char *vgb_vfio_kernel_get_root(void)
+{
+	return root;
+}
+
 static struct kernel_device *kernel_from(struct vgb_vfio_device *dev)
 {
 	return dev && dev->ops == &kernel_ops ? vgb_container_of(dev, struct kernel_device, base)
@@ -53,6 +58,13 @@ int vgb_vfio_kernel_device_fd(struct vgb_vfio_device *dev)
 	struct kernel_device *k = kernel_from(dev);
 
 	return k ? k->fd : -EINVAL;
+}
+
+void *vgb_vfio_kernel_release_data(struct vgb_vfio_device *dev)
+{
+	struct kernel_device *k = kernel_from(dev);
+
+	return k ? k->release_data : NULL;
 }
 
 static int k_device_feature(struct vgb_vfio_device *dev, void *arg)
@@ -348,7 +360,11 @@ static int open_cdev_by_bdf(const char *bdf, struct vgb_vfio_device **ret)
 	char path[PATH_MAX];
 	int r = vgb_vfio_kernel_cdev_path(bdf, path, sizeof(path));
 
-	return r < 0 ? r : vgb_vfio_kernel_open_cdev(path, ret);
+	if (r >= 0)
+		r = vgb_vfio_kernel_open_cdev(path, ret);
+	if (r >= 0) /* named by BDF, as the legacy path names it */
+		snprintf((*ret)->name, sizeof((*ret)->name), "%s", bdf);
+	return r;
 #else
 	(void)bdf;
 	(void)ret;

@@ -146,4 +146,17 @@ int vgb_iommufd_fault_queue_dispatch(struct vgb_iommufd_fault_queue *q);
 void vgb_iommufd_fault_queue_get_stats(const struct vgb_iommufd_fault_queue *q,
 				       struct vgb_iommufd_fault_stats *ret);
 
+/* ---- for the service loop ---- */
+
+struct vgb_vfio_device;
+
+/*
+ * The fault queue of a device opened through its VFIO cdev whose HWPT reports I/O page faults
+ * (borrowed; lives as long as @dev), or NULL: another path, or no page faults on this
+ * device/kernel. A service polls vgb_iommufd_fault_queue_fd() for POLLIN, calls
+ * vgb_iommufd_fault_queue_dispatch() when readable (and stops polling after -EMSGSIZE), and
+ * reports vgb_iommufd_fault_queue_get_stats() in STATS.
+ */
+struct vgb_iommufd_fault_queue *vgb_vfio_device_fault_queue(struct vgb_vfio_device *dev);
+
 #endif

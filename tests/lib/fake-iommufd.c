@@ -66,6 +66,7 @@ struct cdev {
 	char path[PATH_MAX];
 	bool has_token;
 	uint8_t token[16];
+	bool iopf;
 	bool bound;
 	int ctx_fd;
 	uint32_t dev_id;
@@ -632,6 +633,8 @@ static int cdev_attach(struct cdev *c, struct vfio_device_attach_iommufd_pt *arg
 		h->users++; /* the device */
 		hwpt_id = h->id;
 	} else {
+		if (pt->fault_id && !c->iopf)
+			return -ENODEV; /* enabling I/O page faults on the device fails */
 		pt->users++;
 		hwpt_id = pt->id;
 	}
@@ -662,6 +665,31 @@ static int cdev_detach(struct cdev *c, struct vfio_device_detach_iommufd_pt *arg
 	return 0;
 }
 
+/* A vfio-pci device: 9 regions, 5 irqs, resettable. */
+static int cdev_get_info(struct vfio_device_info *info)
+{
+	if (info->argsz < offsetof(struct vfio_device_info, num_irqs) + sizeof(info->num_irqs))
+		return -EINVAL;
+	info->flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
+	info->num_regions = VFIO_PCI_NUM_REGIONS;
+	info->num_irqs = VFIO_PCI_NUM_IRQS;
+	return 0;
+}
+
+/* BAR0: 16 KiB, read/write; every other region empty (as vfio-pci reports absent BARs). */
+static int cdev_get_region_info(struct vfio_region_info *info)
+{
+	if (info->argsz < offsetof(struct vfio_region_info, offset) + sizeof(info->offset))
+		return -EINVAL;
+	if (info->index >= VFIO_PCI_NUM_REGIONS)
+		return -EINVAL;
+	info->cap_offset = 0;
+	info->offset = (uint64_t)info->index << 40;
+	info->flags = info->index == 0 ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+	info->size = info->index == 0 ? 16384 : 0;
+	return 0;
+}
+
 static int fake_ioctl(int fd, unsigned long request, void *arg)
 {
 	struct cdev *c;
@@ -680,8 +708,14 @@ static int fake_ioctl(int fd, unsigned long request, void *arg)
 			r = cdev_attach(c, arg);
 		else if (request == VFIO_DEVICE_DETACH_IOMMUFD_PT)
 			r = cdev_detach(c, arg);
+		else if (!c->bound)
+			r = -EINVAL; /* no device access before BIND */
+		else if (request == VFIO_DEVICE_GET_INFO)
+			r = cdev_get_info(arg);
+		else if (request == VFIO_DEVICE_GET_REGION_INFO)
+			r = cdev_get_region_info(arg);
 		else
-			r = c->bound ? -ENOTTY : -EINVAL;
+			r = -ENOTTY; /* including VFIO_DEVICE_FEATURE: a kernel without DMA_BUF */
 	} else {
 		return F.saved.ioctl(fd, request, arg);
 	}
@@ -771,6 +805,7 @@ static ssize_t fault_write(struct obj *o, const void *buf, size_t count)
 	while (count > done) {
 		struct iommu_hwpt_page_response resp;
 		memcpy(&resp, (const char *)buf + done, size);
+		o->counts.last_cookie = resp.cookie;
 		if (resp.code != IOMMUFD_PAGE_RESP_SUCCESS && resp.code != IOMMUFD_PAGE_RESP_INVALID) {
 			rc = -EINVAL;
 			o->counts.responses_einval++;
@@ -957,6 +992,21 @@ int fake_iommufd_add_cdev(const char *cdev_path, const uint8_t *vf_token)
 		memcpy(c->token, vf_token, 16);
 	}
 	return 0;
+}
+
+int fake_iommufd_cdev_set_iopf(const char *cdev_path, bool iopf)
+{
+	char *real = realpath(cdev_path, NULL);
+	int r = -ENOENT;
+
+	for (size_t i = 0; real && i < F.n_cdevs; i++) {
+		if (strcmp(F.cdevs[i].path, real) == 0) {
+			F.cdevs[i].iopf = iopf;
+			r = 0;
+		}
+	}
+	free(real);
+	return r;
 }
 
 void fake_iommufd_get_counts(struct fake_iommufd_counts *ret)

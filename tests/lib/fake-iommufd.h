@@ -39,6 +39,9 @@ void fake_iommufd_remove(void);
 /* A VFIO device cdev node (an existing file). @vf_token (16 bytes, may be NULL) makes it a VF
  * whose bind needs that token. Returns 0 or -errno. */
 int fake_iommufd_add_cdev(const char *cdev_path, const uint8_t *vf_token);
+/* Whether the device takes I/O page faults (PRI). Without, attaching it to an HWPT that has a
+ * fault object fails (ENODEV here; the errno varies by IOMMU driver). Default: without. */
+int fake_iommufd_cdev_set_iopf(const char *cdev_path, bool iopf);
 
 struct fake_iommufd_counts {
 	unsigned ioctls;            /* handled by the fake */
@@ -71,6 +74,7 @@ struct fake_fault_counts {
 	unsigned responses_success, responses_invalid;
 	unsigned responses_einval; /* unknown cookie or code */
 	unsigned auto_invalid;     /* answered INVALID by the fake when the object was destroyed */
+	uint32_t last_cookie;      /* cookie of the last response written, accepted or not */
 	bool fd_open;
 };
 int fake_iommufd_fault_get_counts(uint32_t fault_id, struct fake_fault_counts *ret);

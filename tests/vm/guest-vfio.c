@@ -183,7 +183,7 @@ static void test_errors(int i)
 	struct vgb_segment seg = { .fd = -1 }, segs[2];
 	struct vgb_segmap *map = NULL;
 	uint64_t size = labdev[i].size;
-	char what[160];
+	char what[512];
 	int r, fd;
 
 	if (vgb_vfio_region_info(dev[i], VFIO_PCI_BAR2_REGION_INDEX, &bar2) < 0)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -60,17 +61,15 @@ int vm_lab_devices(struct vm_lab_device *ret, int max)
 	return (int)n;
 }
 
+/* TCG runs every guest instruction through a translator: whole words, not bytes. */
 void vm_lab_fill(void *buf, uint64_t off, size_t len, uint32_t seed)
 {
 	unsigned char *p = buf;
 
 	for (size_t i = 0; i + 4 <= len; i += 4) {
-		uint32_t w = vm_lab_word(seed, off + i);
+		uint32_t w = htole32(vm_lab_word(seed, off + i));
 
-		p[i] = (unsigned char)w;
-		p[i + 1] = (unsigned char)(w >> 8);
-		p[i + 2] = (unsigned char)(w >> 16);
-		p[i + 3] = (unsigned char)(w >> 24);
+		memcpy(p + i, &w, 4);
 	}
 }
 
@@ -79,13 +78,12 @@ long long vm_lab_mismatch(const void *buf, uint64_t off, size_t len, uint32_t se
 	const unsigned char *p = buf;
 
 	for (size_t i = 0; i + 4 <= len; i += 4) {
-		uint32_t w = vm_lab_word(seed, off + i);
-		uint32_t got = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 |
-			       (uint32_t)p[i + 3] << 24;
+		uint32_t w = htole32(vm_lab_word(seed, off + i)), got;
 
+		memcpy(&got, p + i, 4);
 		if (got != w) {
 			for (size_t b = 0; b < 4; b++)
-				if (p[i + b] != (unsigned char)(w >> (8 * b)))
+				if (p[i + b] != ((const unsigned char *)&w)[b])
 					return (long long)(i + b);
 		}
 	}
