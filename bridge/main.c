@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "protocol.h"
 #include "server.h"
 #include "vgb/display.h"
 #include "vgb/log.h"
@@ -228,8 +229,9 @@ int main(int argc, char **argv)
 			opts.max_clients = (unsigned)v;
 			break;
 		case OPT_MAX_ENTRIES:
-			/* One blob's entries must fit one packet (16 bytes each). */
-			r = parse_u64(optarg, 65536, &v);
+			/* One blob's entries must fit one packet: 16 bytes each after the
+			 * headers (protocol, VIRTIO_GPU_CMD prefix, RESOURCE_CREATE_BLOB). */
+			r = parse_u64(optarg, (VGB_PROTO_MAX_MSG - 16 - 8 - 48) / 16, &v);
 			opts.max_entries = (uint32_t)v;
 			break;
 		case OPT_MAX_BLOB:
