@@ -758,9 +758,15 @@ static uint32_t cmd_set_scanout_blob(struct ctx *c)
 	if ((uint64_t)stride < (uint64_t)fb_w * bpp)
 		return GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER, "stride %u for width %u",
 				 stride, fb_w);
-	start = le32toh(cmd->offsets[0]) + (uint64_t)r.y * stride + (uint64_t)r.x * bpp;
 	row = (uint64_t)r.width * bpp;
-	end = start + (uint64_t)stride * (r.height - 1) + row; /* < 2^66 / 2^32: no wrap */
+	/* 32-bit fields keep this under 2^64 (stride >= width * 4 bounds x and width); checked
+	 * anyway, since a wrapped end would let a frame read outside the blob. */
+	if (__builtin_mul_overflow((uint64_t)r.y, (uint64_t)stride, &start) ||
+	    __builtin_add_overflow(start, (uint64_t)le32toh(cmd->offsets[0]), &start) ||
+	    __builtin_add_overflow(start, (uint64_t)r.x * bpp, &start) ||
+	    __builtin_mul_overflow((uint64_t)stride, (uint64_t)(r.height - 1), &end) ||
+	    __builtin_add_overflow(end, start, &end) || __builtin_add_overflow(end, row, &end))
+		end = UINT64_MAX;
 	if (end > res->size)
 		return GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
 				 "scanout reaches byte %llu of blob %u (%llu bytes)",

@@ -56,7 +56,8 @@ void vgb_gpu_limits_init(struct vgb_gpu_limits *ret);
  * fields copied) for the command that vgb_gpu_process() accepted with @cookie. @resp is valid
  * only during the call. Called from vgb_gpu_dispatch_timeouts(), from the display's
  * completion (inside vgb_display_dispatch()), or from vgb_gpu_process(); never from
- * vgb_gpu_destroy().
+ * vgb_gpu_destroy(). The callback must not call back into this gpu (queue the reply and
+ * return).
  */
 typedef void (*vgb_gpu_fence_fn)(void *data, uint64_t cookie, const void *resp, size_t len);
 
