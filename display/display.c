@@ -106,14 +106,6 @@ void vgb_display_destroy(struct vgb_display *d)
 		d->ops->destroy(d);
 }
 
-#ifndef VGB_HAVE_WAYLAND
-int vgb_display_create_wayland(const char *socket_name, const struct vgb_display_options *opts,
-			       struct vgb_display **ret)
-{
-	/* Built without wayland-client: a capability, not an error worth logging. */
-	return -EOPNOTSUPP;
-}
-#endif
 
 int vgb_frame_check(const struct vgb_frame *frame)
 {
