@@ -19,6 +19,8 @@ static const struct vgb_sys real_sys = {
 	.munmap = munmap,
 	.pread = pread,
 	.pwrite = pwrite,
+	.read = read,
+	.write = write,
 };
 
 struct vgb_sys vgb_sys = real_sys;
@@ -80,6 +82,26 @@ ssize_t vgb_pread_all(int fd, void *buf, size_t len, off_t off)
 ssize_t vgb_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
 	return rw_all(true, fd, (void *)buf, len, off);
+}
+
+ssize_t vgb_read(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = vgb_sys.read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+ssize_t vgb_write(int fd, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = vgb_sys.write(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
 }
 
 uint64_t vgb_now_ns(void)

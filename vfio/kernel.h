@@ -27,6 +27,23 @@ int vgb_vfio_kernel_wrap(int device_fd, const char *name, enum vgb_vfio_open_pat
 /* The device fd of a kernel-backend device (borrowed), or -EINVAL for another backend. */
 int vgb_vfio_kernel_device_fd(struct vgb_vfio_device *dev);
 
+/* Test hook: prefix every /sys and /dev path of the legacy open with @root ("" or NULL: the
+ * real ones). The cdev path (vfio/cdev.c) uses it too, for /dev/iommu. */
+void vgb_vfio_kernel_set_root(const char *root);
+/* The current prefix ("" for the real paths). */
+const char *vgb_vfio_kernel_get_root(void);
+
+/* The @release_data given to vgb_vfio_kernel_wrap() (borrowed), or NULL for another backend.
+ * Which type it is follows from dev->path. */
+void *vgb_vfio_kernel_release_data(struct vgb_vfio_device *dev);
+
+/*
+ * The cdev of PCI device @bdf: /sys/bus/pci/devices/<bdf>/vfio-dev/vfioN names
+ * /dev/vfio/devices/vfioN, written into @buf. Returns 0, -EINVAL for a bad address, -ENODEV
+ * when the device has no VFIO cdev (not bound to vfio-pci, or a kernel without cdevs).
+ */
+int vgb_vfio_kernel_cdev_path(const char *bdf, char *buf, size_t size);
+
 /*
  * Whether this build has the cdev + iommufd open path (vfio/cdev.c). Without it,
  * VGB_VFIO_OPEN_CDEV answers -EOPNOTSUPP: the capability is absent, which is not an error.

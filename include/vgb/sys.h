@@ -20,6 +20,9 @@ struct vgb_sys {
 	int (*munmap)(void *addr, size_t len);
 	ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
 	ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+	/* Plain read/write, for fds whose read/write is the kernel interface (iommufd fault fds). */
+	ssize_t (*read)(int fd, void *buf, size_t len);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
 };
 
 extern struct vgb_sys vgb_sys;
@@ -43,5 +46,10 @@ int vgb_munmap(void *addr, size_t len);
  * Returns bytes transferred (< len only at end of file) or -errno. */
 ssize_t vgb_pread_all(int fd, void *buf, size_t len, off_t off);
 ssize_t vgb_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+
+/* One read()/write() through the seam, restarted on EINTR (not on short counts: for record
+ * interfaces a short count is an answer). Returns bytes transferred or -errno. */
+ssize_t vgb_read(int fd, void *buf, size_t len);
+ssize_t vgb_write(int fd, const void *buf, size_t len);
 
 #endif

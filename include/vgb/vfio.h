@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct vgb_vfio_device;
@@ -50,6 +51,19 @@ enum vgb_vfio_open_path {
 	VGB_VFIO_PATH_ADOPTED, /* a device fd handed to us (the VMM's) */
 	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
 };
+
+/* "none", "legacy", "cdev", "adopted", "virtual": how vfio-info and STATS name the path. */
+static inline const char *vgb_vfio_path_name(enum vgb_vfio_open_path path)
+{
+	switch (path) {
+	case VGB_VFIO_PATH_LEGACY: return "legacy";
+	case VGB_VFIO_PATH_CDEV: return "cdev";
+	case VGB_VFIO_PATH_ADOPTED: return "adopted";
+	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
+	case VGB_VFIO_PATH_NONE: break;
+	}
+	return "none";
+}
 
 struct vgb_vfio_sparse_area {
 	uint64_t offset; /* inside the region */
@@ -158,6 +172,14 @@ ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64
 ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
 			      const void *buf, size_t len);
 
+/*
+ * Prints @dev's backend, open path, capabilities, DMA_BUF probe answer and every region (size,
+ * offset, flags, sparse areas, type; or the errno its query gave) to @out, as text or as one
+ * JSON object (the format `vgbctl vfio-info` prints; see README.md). Queries go through the
+ * region-info cache. Returns 0, -EINVAL, or -EIO when writing failed.
+ */
+int vgb_vfio_info_print(struct vgb_vfio_device *dev, FILE *out, bool json);
+
 /* ---- backends ---- */
 
 /*
@@ -231,9 +253,11 @@ struct vgb_segment {
 };
 
 /*
- * Resolves @length bytes at @offset inside VFIO region @region into a mappable segment.
- * Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas or the
- * region has no FLAG_MMAP, -EINVAL when it is outside the region or unaligned.
+ * Resolves @length bytes at @offset inside VFIO region @region into a mappable segment: the
+ * backend's region fd (borrowed) at region offset + @offset. A range may span touching sparse
+ * areas. Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas,
+ * the region has no FLAG_MMAP or the device lacks VGB_VFIO_CAP_MMAP, -EINVAL when it is empty,
+ * unaligned or outside the region, or the region-info query's -errno.
  */
 int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
 		     uint64_t length, struct vgb_segment *ret);
@@ -249,9 +273,11 @@ struct vgb_segmap {
  * Builds one contiguous PROT_READ view of @n segments (in order): a PROT_NONE
  * MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE reservation of the total size, then one
  * MAP_SHARED|MAP_FIXED mapping per run of touching segments. Offsets and lengths must be
- * page aligned (-EINVAL). If @dmabuf_fd >= 0, mmap of that dmabuf is tried first and the
- * segments are used only when it fails.
- * On failure everything is unmapped. Returns 0 or -errno.
+ * page aligned (-EINVAL). If @dmabuf_fd >= 0 (borrowed), mmap of that dmabuf is tried first
+ * and the segments are used only when it fails (Linux 6.19's VFIO dmabufs refuse mmap).
+ * On failure everything is unmapped. Returns 0, -EINVAL (no segments, fd < 0, zero, unaligned or
+ * overflowing offsets and lengths), -E2BIG (more than 65536 segments), -ENOMEM, or mmap's
+ * -errno (e.g. -ENODEV for an fd that cannot be mapped).
  */
 int vgb_segmap_create(const struct vgb_segment *segs, size_t n, int dmabuf_fd,
 		      struct vgb_segmap **ret);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -7,8 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
 #include "lab.h"
+#include "tap.h"
 #include "vgb/util.h"
+#include "vgb/vfio.h"
 
 /* Reads $VGB_IVSHMEM<i><suffix> (or $VGB_IVSHMEM_N for @i < 0) as a number. */
 static int env_u64(int i, const char *suffix, uint64_t *ret)
@@ -55,17 +61,15 @@ int vm_lab_devices(struct vm_lab_device *ret, int max)
 	return (int)n;
 }
 
+/* TCG runs every guest instruction through a translator: whole words, not bytes. */
 void vm_lab_fill(void *buf, uint64_t off, size_t len, uint32_t seed)
 {
 	unsigned char *p = buf;
 
 	for (size_t i = 0; i + 4 <= len; i += 4) {
-		uint32_t w = vm_lab_word(seed, off + i);
+		uint32_t w = htole32(vm_lab_word(seed, off + i));
 
-		p[i] = (unsigned char)w;
-		p[i + 1] = (unsigned char)(w >> 8);
-		p[i + 2] = (unsigned char)(w >> 16);
-		p[i + 3] = (unsigned char)(w >> 24);
+		memcpy(p + i, &w, 4);
 	}
 }
 
@@ -74,13 +78,12 @@ long long vm_lab_mismatch(const void *buf, uint64_t off, size_t len, uint32_t se
 	const unsigned char *p = buf;
 
 	for (size_t i = 0; i + 4 <= len; i += 4) {
-		uint32_t w = vm_lab_word(seed, off + i);
-		uint32_t got = (uint32_t)p[i] | (uint32_t)p[i + 1] << 8 | (uint32_t)p[i + 2] << 16 |
-			       (uint32_t)p[i + 3] << 24;
+		uint32_t w = htole32(vm_lab_word(seed, off + i)), got;
 
+		memcpy(&got, p + i, 4);
 		if (got != w) {
 			for (size_t b = 0; b < 4; b++)
-				if (p[i + b] != (unsigned char)(w >> (8 * b)))
+				if (p[i + b] != ((const unsigned char *)&w)[b])
 					return (long long)(i + b);
 		}
 	}
@@ -126,4 +129,45 @@ int vm_lab_link_name(const char *path, char *buf, size_t size)
 		return -ENAMETOOLONG;
 	snprintf(buf, size, "%s", base);
 	return 0;
+}
+
+bool vm_lab_pattern_ok(const void *p, uint64_t off, size_t len, uint32_t seed)
+{
+	long long bad = vm_lab_mismatch(p, off, len, seed);
+
+	if (bad >= 0)
+		tap_diag("pattern (seed %#x) differs at byte %#llx of %#zx (region offset %#llx)",
+			 seed, bad, len, (unsigned long long)(off + (uint64_t)bad));
+	return bad < 0;
+}
+
+int vm_lab_get_command(struct vgb_vfio_device *dev, uint16_t *ret)
+{
+	unsigned char b[2];
+	ssize_t n = vgb_vfio_region_read(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, b, 2);
+
+	if (n < 0)
+		return (int)n;
+	if (n != 2)
+		return -EIO;
+	*ret = (uint16_t)(b[0] | b[1] << 8);
+	return 0;
+}
+
+int vm_lab_set_memory_decode(struct vgb_vfio_device *dev, bool on)
+{
+	uint16_t cmd;
+	unsigned char b[2];
+	ssize_t n;
+	int r = vm_lab_get_command(dev, &cmd);
+
+	if (r < 0)
+		return r;
+	cmd = on ? (uint16_t)(cmd | PCI_COMMAND_MEMORY) : (uint16_t)(cmd & ~PCI_COMMAND_MEMORY);
+	b[0] = (unsigned char)cmd;
+	b[1] = (unsigned char)(cmd >> 8);
+	n = vgb_vfio_region_write(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, b, 2);
+	if (n < 0)
+		return (int)n;
+	return n == 2 ? 0 : -EIO;
 }

@@ -50,4 +50,13 @@ int vm_lab_read_file(const char *path, char *buf, size_t size);
 /* The basename of the symlink @path points to (e.g. the driver of a PCI device), or -errno. */
 int vm_lab_link_name(const char *path, char *buf, size_t size);
 
+/* The pattern's check over a whole view: Returns true when @len bytes at @p equal the
+ * pattern of @seed at region offset @off; prints the first difference as a TAP diagnostic. */
+bool vm_lab_pattern_ok(const void *p, uint64_t off, size_t len, uint32_t seed);
+
+/* Reads or writes PCI_COMMAND through the config region of a kernel-backend device. */
+struct vgb_vfio_device;
+int vm_lab_get_command(struct vgb_vfio_device *dev, uint16_t *ret);
+int vm_lab_set_memory_decode(struct vgb_vfio_device *dev, bool on);
+
 #endif
