@@ -61,7 +61,7 @@ static void usage(FILE *f)
 		"  --fd N               serve the connected socket N (inherited), then exit\n"
 		"  --print-capabilities print the backend's capabilities as JSON and exit\n"
 		"  --qemu-display       send frames to QEMU's UI instead of the compositor\n"
-		"  --display KIND       wayland (default), null, or capture:DIR\n"
+		"  --display KIND       wayland (default), capture:DIR, null or none\n"
 		"  --wayland-display N  compositor socket (default $WAYLAND_DISPLAY)\n"
 		"  --width W --height H display size reported to the guest (default 1280x800)\n"
 		"  --stats-file PATH    write counters to PATH on SIGUSR1 and after each VM\n"
@@ -311,6 +311,10 @@ static int create_display(const char *kind, const char *wl_name, struct vgb_disp
 		struct vgb_display_options o = { .title = "vgbridge vhost-user-gpu", .timeout_ms = 1000 };
 		return vgb_display_create_wayland(wl_name, &o, ret);
 	}
+	if (strcmp(kind, "none") == 0) {
+		*ret = NULL; /* flushes complete at once */
+		return 0;
+	}
 	if (strcmp(kind, "null") == 0)
 		return vgb_display_create_null(ret);
 	if (strncmp(kind, "capture:", 8) == 0)
@@ -426,7 +430,7 @@ int vgb_vhost_user_main(int argc, char **argv)
 			goto out;
 		}
 		d.opts.display = d.display;
-		int dfd = vgb_display_get_fd(d.display);
+		int dfd = d.display ? vgb_display_get_fd(d.display) : -1;
 		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_DISPLAY, 0) };
 		if (dfd >= 0 && epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, dfd, &ev) < 0)
 			goto out;

@@ -581,6 +581,12 @@ static void handle_command(struct vgb_vhost_dev *dev, unsigned q, struct vgb_vq_
 		return;
 	}
 	memcpy(&hdr, dev->cmd_buf, sizeof(hdr));
+	if (vgb_log_get_level() >= VGB_LOG_DEBUG) {
+		uint32_t w[6] = { 0 };
+		memcpy(w, dev->cmd_buf + sizeof(hdr), VGB_MIN(len - sizeof(hdr), sizeof(w)));
+		vgb_log(VGB_LOG_DEBUG, "vhost-user: q%u cmd 0x%x flags %u fence %llu: %u %u %u %u %u %u", q,
+			hdr.type, hdr.flags, (unsigned long long)hdr.fence_id, w[0], w[1], w[2], w[3], w[4], w[5]);
+	}
 
 	if (q == 0 && forward_to_qemu(dev, &hdr)) {
 		park_for_qemu(dev, elem, &hdr, dev->cmd_buf, len);
