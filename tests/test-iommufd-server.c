@@ -188,7 +188,14 @@ int main(void)
 	tap_is_uint(fc.auto_invalid, 1, "the wedged group was answered by the kernel on teardown");
 	tap_is_uint(fk.strict_violations, 0, "every struct sent was byte-exact");
 	fake_iommufd_remove();
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan's own bookkeeping (stack depot, quarantine of the 2.6 MB read buffer) adds
+	 * mappings outside its heap range that no purge gives back: here only fds are compared;
+	 * the unsanitized run of this test compares the mappings too. */
+	tap_is_int(leak_count_fds(), snap.n_fds, "server with fault queues: no fd left open");
+#else
 	leak_check(&snap, "server with fault queues");
+#endif
 	vgb_vfio_kernel_set_root(NULL);
 	tmpdir_remove(root);
 	return tap_done();
