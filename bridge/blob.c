@@ -10,6 +10,17 @@
 #include "vgb/util.h"
 #include "vgb/vfio.h"
 
+/* Reads entry @i; the array may sit at any alignment inside a message. */
+static void get_entry(const struct virtio_gpu_mem_entry *entries, uint32_t i, uint64_t *ret_addr,
+		      uint64_t *ret_len)
+{
+	struct virtio_gpu_mem_entry e;
+
+	memcpy(&e, (const uint8_t *)entries + (size_t)i * sizeof(e), sizeof(e));
+	*ret_addr = le64toh(e.addr);
+	*ret_len = le32toh(e.length);
+}
+
 /* Source identity of a piece, for merging: touching pieces of one window merge. */
 static bool touches(const struct vgb_blob_segment *a, const struct vgb_blob_segment *b)
 {
@@ -54,8 +65,9 @@ static long walk(const struct vgb_memmap *map, const struct virtio_gpu_mem_entry
 	long count = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t gpa = le64toh(entries[i].addr);
-		uint64_t left = le32toh(entries[i].length);
+		uint64_t gpa, left;
+
+		get_entry(entries, i, &gpa, &left);
 
 		while (left > 0) {
 			const struct vgb_memmap_window *w = vgb_memmap_lookup(map, gpa);
@@ -97,7 +109,9 @@ int vgb_blob_translate(const struct vgb_memmap *map, const struct virtio_gpu_mem
 	if (n > max_entries)
 		return -E2BIG;
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t addr = le64toh(entries[i].addr), len = le32toh(entries[i].length), end;
+		uint64_t addr, len, end;
+
+		get_entry(entries, i, &addr, &len);
 
 		if (len == 0)
 			return -EINVAL;

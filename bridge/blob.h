@@ -43,7 +43,8 @@ struct vgb_blob_layout {
 };
 
 /*
- * Translates @n entries (the spec's little-endian virtio_gpu_mem_entry array) over @map.
+ * Translates @n entries (the spec's little-endian virtio_gpu_mem_entry array, at any
+ * alignment) over @map.
  * @expected_size is the blob size the guest declared (0: no check, for 2D backing).
  * Returns 0 and a layout to free() in *@ret, or:
  *   -EINVAL     n == 0, a zero-length entry, or the sum differs from @expected_size

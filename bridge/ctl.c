@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl-bridge.h"
 #include "vgb/log.h"
 #include "vgb/vfio.h"
 
@@ -114,6 +115,14 @@ static int cmd_vfio_info(int argc, char **argv)
 static const struct command commands[] = {
 	{ "vfio-info", "<BDF | /dev/vfio/devices/vfioN | --virtual SPEC> [--json]",
 	  "print a VFIO device's regions and capabilities", cmd_vfio_info },
+	{ "stats", "[--socket PATH]",
+	  "print vgbridged's counters: blobs by strategy, commands, fences, display path",
+	  vgb_ctl_stats },
+	{ "replay", "[--socket PATH] [--quiet] FILE",
+	  "play a scripted guest (docs/replay.md) against vgbridged", vgb_ctl_replay },
+	{ "scenario", "[--socket PATH] [--frames N] [--memory ram|bar|mixed] ...",
+	  "play a Linux 6.1 guest's dumb framebuffer (blob, T2D, scanout, fenced flushes)",
+	  vgb_ctl_scenario },
 };
 
 static void usage(FILE *out)

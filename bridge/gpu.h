@@ -56,7 +56,8 @@ void vgb_gpu_limits_init(struct vgb_gpu_limits *ret);
  * fields copied) for the command that vgb_gpu_process() accepted with @cookie. @resp is valid
  * only during the call. Called from vgb_gpu_dispatch_timeouts(), from the display's
  * completion (inside vgb_display_dispatch()), or from vgb_gpu_process(); never from
- * vgb_gpu_destroy().
+ * vgb_gpu_destroy(). The callback must not call back into this gpu (queue the reply and
+ * return).
  */
 typedef void (*vgb_gpu_fence_fn)(void *data, uint64_t cookie, const void *resp, size_t len);
 
@@ -101,7 +102,10 @@ void vgb_gpu_destroy(struct vgb_gpu *gpu);
  *      be called exactly once with @cookie and the response (unless the gpu is destroyed
  *      first);
  *  -EINVAL     @len is shorter than a virtio_gpu_ctrl_hdr (no response can be formed);
- *  -ENOBUFS    @resp_cap is too small for the response.
+ *  -ENOBUFS    @resp_cap is too small for the response;
+ *  -ENOMEM     a fenced command could not be queued (nothing was done).
+ * The inline entries of RESOURCE_CREATE_BLOB / ATTACH_BACKING are read from @cmd at any
+ * alignment; @cmd is not kept after the call.
  */
 int vgb_gpu_process(struct vgb_gpu *gpu, const void *cmd, size_t len, void *resp,
 		    size_t resp_cap, size_t *ret_resp_len, uint64_t cookie);

@@ -2,32 +2,26 @@
 /*
  * The export planner: which strategy each kind of memory gets, quiet fallbacks, reported
  * failures, and the CPU view (mapped, offset into the first page, or copied) byte for byte.
- *
- * There is no /dev/udmabuf here, so a fake sits at the ioctl boundary: /dev/null stands in for
- * the device node and UDMABUF_CREATE_LIST is answered with the kernel's checks (EBADFD for a
- * non-shmem fd, EINVAL for missing F_SEAL_SHRINK / present F_SEAL_WRITE / unaligned items,
- * EINVAL past the end of the memfd). The fd it returns cannot be mmapped, which is the
- * harder case for the CPU view (a real VFIO dmabuf cannot be mmapped either).
+ * There is no /dev/udmabuf here: tests/lib/fake-udmabuf.c answers UDMABUF_CREATE_LIST at the
+ * ioctl seam with the kernel's checks (the virtual device exports through it too).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <linux/udmabuf.h>
 #include <linux/virtio_gpu.h>
 
 #include "blob.h"
 #include "export.h"
+#include "fake-udmabuf.h"
 #include "fault.h"
 #include "leak.h"
 #include "logcap.h"
 #include "memmap.h"
-#include "private.h"
 #include "tap.h"
 #include "vgb/sys.h"
 #include "vgb/util.h"
@@ -35,63 +29,6 @@
 
 #define MiB (1ull << 20)
 #define PG 4096ull
-
-static struct vgb_sys real_sys;
-static unsigned fake_calls;
-static char param_dir[64];
-
-static int fake_ioctl(int fd, unsigned long request, void *arg)
-{
-	struct udmabuf_create_list *list = arg;
-
-	if (request != UDMABUF_CREATE_LIST)
-		return real_sys.ioctl(fd, request, arg);
-	fake_calls++;
-	for (uint32_t i = 0; i < list->count; i++) {
-		struct udmabuf_create_item *it = &list->list[i];
-		struct stat st;
-		int seals = fcntl((int)it->memfd, F_GET_SEALS);
-
-		if (fstat((int)it->memfd, &st) < 0) {
-			errno = EBADF;
-			return -1;
-		}
-		if (seals < 0) { /* not shmem */
-			errno = EBADFD;
-			return -1;
-		}
-		if (!(seals & F_SEAL_SHRINK) || (seals & F_SEAL_WRITE) ||
-		    !VGB_IS_ALIGNED(it->offset, PG) || !VGB_IS_ALIGNED(it->size, PG) ||
-		    it->offset + it->size > (uint64_t)st.st_size) {
-			errno = EINVAL;
-			return -1;
-		}
-	}
-	return eventfd(0, EFD_CLOEXEC);
-}
-
-static void write_param(const char *name, const char *value)
-{
-	char path[128];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", param_dir, name);
-	f = fopen(path, "we");
-	if (!f)
-		tap_bail("%s: %m", path);
-	fputs(value, f);
-	fclose(f);
-}
-
-static void fake_udmabuf_on(void)
-{
-	vgb_udmabuf_set_paths("/dev/null", param_dir);
-}
-
-static void fake_udmabuf_off(void)
-{
-	vgb_udmabuf_set_paths("/nonexistent/udmabuf", param_dir);
-}
 
 static uint8_t pattern(uint64_t off, unsigned seed)
 {
@@ -146,7 +83,7 @@ static void fill_bar(struct vgb_vfio_device *d, uint64_t size, unsigned seed)
 
 static void setup(void)
 {
-	fake_udmabuf_on();
+	fake_udmabuf_set_absent(false);
 	if (vgb_memmap_create(&map) < 0 ||
 	    vgb_memmap_add_ram(map, 0, 4 * MiB, pattern_memfd(4 * MiB, 1, 0), 0, NULL) < 0 ||
 	    vgb_memmap_add_ram(map, 4 * MiB, MiB, pattern_memfd(MiB, 2, F_SEAL_WRITE), 0, NULL) < 0)
@@ -300,7 +237,7 @@ static void test_fallbacks(void)
 	struct vgb_export *e;
 
 	/* No /dev/udmabuf at all: quiet. */
-	fake_udmabuf_off();
+	fake_udmabuf_set_absent(true);
 	logcap_start();
 	e = plan_one(ram, 3, &l, &rep);
 	tap_ok(e->strategy == VGB_EXPORT_CPU_VIEW && rep.udmabuf_err == -ENODEV && !rep.unexpected,
@@ -309,16 +246,16 @@ static void test_fallbacks(void)
 	logcap_stop();
 	vgb_export_unref(e);
 	free(l);
-	fake_udmabuf_on();
+	fake_udmabuf_set_absent(false);
 
 	/* Over the module's list limit: quiet. */
-	write_param("list_limit", "2\n");
+	fake_udmabuf_set_param("list_limit", 2);
 	e = plan_one(ram, 3, &l, &rep);
 	tap_ok(e->strategy == VGB_EXPORT_CPU_VIEW && rep.udmabuf_err == -E2BIG && !rep.unexpected,
 	       "3 items over list_limit 2: CPU view, E2BIG, quiet");
 	vgb_export_unref(e);
 	free(l);
-	write_param("list_limit", "1024\n");
+	fake_udmabuf_set_param("list_limit", 1024);
 
 	/* Failures injected at the ioctl boundary. */
 	/* EBADFD is udmabuf's "not shmem"; from VFIO it would be news. */
@@ -423,17 +360,9 @@ static void test_refcount(void)
 int main(void)
 {
 	struct leak_snapshot before;
-	char tmpl[] = "/tmp/vgb-udmabuf-XXXXXX";
 
 	tap_plan_lazy();
-	if (!mkdtemp(tmpl))
-		tap_bail("mkdtemp: %m");
-	snprintf(param_dir, sizeof(param_dir), "%s", tmpl);
-	write_param("list_limit", "1024\n");
-	write_param("size_limit_mb", "64\n");
-	real_sys = vgb_sys;
-	vgb_sys.ioctl = fake_ioctl;
-
+	fake_udmabuf_install();
 	setup();
 	leak_snapshot(&before);
 	test_choices();
@@ -446,16 +375,6 @@ int main(void)
 	vgb_vfio_device_destroy(dev);
 	vgb_vfio_device_destroy(dev_off);
 	vgb_vfio_device_destroy(dev_sp);
-	vgb_sys_reset();
-	vgb_udmabuf_set_paths(NULL, NULL);
-	{
-		char p[128];
-
-		snprintf(p, sizeof(p), "%s/list_limit", param_dir);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s/size_limit_mb", param_dir);
-		unlink(p);
-		rmdir(param_dir);
-	}
+	fake_udmabuf_remove();
 	return tap_done();
 }

@@ -15,6 +15,7 @@
 #include "cdev.h"
 #include "kernel.h"
 #include "fake-iommufd.h"
+#include "fault.h"
 #include "leak.h"
 #include "tap.h"
 #include "tmpdir.h"
@@ -265,6 +266,58 @@ static void test_kernel_backend(void)
 	leak_check(&snap, "refused opens");
 }
 
+/* An ioctl failure at every step of the kernel backend's cdev open: a step the open needs gives
+ * its errno back; a step of the optional page-fault attach falls back to the plain IOAS attach;
+ * either way nothing is left open or allocated. */
+static void test_open_faults(void)
+{
+	struct leak_snapshot snap;
+	struct fake_iommufd_counts fk;
+	unsigned n, fired = 0, failed = 0, fell_back = 0;
+	bool ok = true;
+
+	fake_iommufd_cdev_set_iopf(cdev7, true);
+	leak_snapshot(&snap);
+	fault_install();
+	for (n = 1; n < 64; n++) {
+		struct vgb_vfio_device *dev = NULL;
+
+		fault_arm_ioctl(n, EIO);
+		int r = vgb_vfio_kernel_open("0000:00:03.0", VGB_VFIO_OPEN_CDEV, &dev);
+		bool hit = fault_fired();
+		fault_arm_ioctl(0, 0);
+		if (!hit) {
+			ok &= r == 0 && vgb_vfio_device_fault_queue(dev) != NULL;
+			vgb_vfio_device_destroy(dev);
+			break;
+		}
+		fired++;
+		if (r == -EIO) {
+			failed++;
+			ok &= dev == NULL;
+		} else if (r == 0) {
+			fell_back++;
+			ok &= dev->path == VGB_VFIO_PATH_CDEV;
+		} else {
+			tap_diag("ioctl fault %u: r=%d", n, r);
+			ok = false;
+		}
+		vgb_vfio_device_destroy(dev);
+		fake_iommufd_get_counts(&fk);
+		if (leak_count_fds() != snap.n_fds || fk.live_objects || fk.bound_devices) {
+			tap_diag("ioctl fault %u: fds %d -> %d, objects %u, bound %u", n, snap.n_fds,
+				 leak_count_fds(), fk.live_objects, fk.bound_devices);
+			ok = false;
+		}
+	}
+	fault_remove();
+	fake_iommufd_cdev_set_iopf(cdev7, false);
+	tap_ok(ok && fired >= 6, "cdev open under an ioctl fault at each of %u calls", fired);
+	tap_ok(failed >= 2 && fell_back >= 3,
+	       "needed steps fail the open (%u), page-fault steps fall back (%u)", failed, fell_back);
+	leak_check(&snap, "cdev open under fault injection");
+}
+
 static void test_no_leak(void)
 {
 	struct leak_snapshot snap;
@@ -302,6 +355,7 @@ int main(void)
 	test_open_close();
 	test_open_with_faults();
 	test_kernel_backend();
+	test_open_faults();
 	test_no_leak();
 	fake_iommufd_remove();
 	leak_check(&snap, "whole test");

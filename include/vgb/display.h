@@ -21,6 +21,9 @@ struct vgb_rect {
 	uint32_t x, y, width, height;
 };
 
+#define VGB_CURSOR_MAX 64
+#define VGB_DISPLAY_MAX_SCANOUTS 16
+
 /*
  * A CPU view of a frame: @data points at (0,0) of the scanout, rows @stride bytes apart.
  * When the whole frame lies in one memfd range, @memfd (borrowed) and @memfd_offset say where
@@ -81,6 +84,12 @@ struct vgb_display_stats {
 	uint64_t latency_p99_ns;
 	enum vgb_present_path last_path;
 	bool connected;
+	uint64_t commits;           /* wl_surface commits carrying a new buffer */
+	uint64_t frames_discarded;  /* committed but reported discarded by the compositor */
+	uint64_t stalls;            /* frames that had to wait for a free shm buffer */
+	uint64_t reconnects;        /* successful reconnections */
+	uint32_t shm_buffers;       /* shm copy buffers currently allocated (all scanouts) */
+	uint32_t cached_buffers;    /* wl_buffers cached per buffer_id */
 };
 
 struct vgb_display_ops {
@@ -110,6 +119,7 @@ struct vgb_display_options {
 	bool fullscreen;
 	bool no_dmabuf;      /* never try linux-dmabuf */
 	int timeout_ms;      /* bound on every compositor wait (default 1000) */
+	int reconnect_ms;    /* retry a lost compositor this often; 0: only on request */
 };
 
 /* Wayland sink; connects to $WAYLAND_DISPLAY (or @socket_name when not NULL). */
@@ -120,7 +130,14 @@ int vgb_display_create_capture(const char *dir, struct vgb_display **ret);
 /* Accepts frames and completes them at once. */
 int vgb_display_create_null(struct vgb_display **ret);
 
-/* Wrappers over the ops; each accepts a sink whose op is NULL where that makes sense. */
+/*
+ * Wrappers over the ops; each accepts a sink whose op is NULL where that makes sense.
+ *
+ * vgb_display_present() returns 0 when the sink took the frame: frame->done will then be called
+ * exactly once (possibly before present returns). It returns -errno when it did not (-EINVAL:
+ * malformed frame; -EPIPE: compositor lost; -EOPNOTSUPP: no path can show it): done is then
+ * never called and the caller still owns everything.
+ */
 int vgb_display_present(struct vgb_display *d, const struct vgb_frame *frame);
 void vgb_display_forget(struct vgb_display *d, uint64_t buffer_id);
 void vgb_display_disable_scanout(struct vgb_display *d, uint32_t scanout);
@@ -146,5 +163,16 @@ uint32_t vgb_format_bpp(uint32_t fourcc);
 /* Gather copy of @rect of @src (a CPU view) into @dst (stride @dst_stride), @bpp bytes/pixel. */
 void vgb_copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
 		   const struct vgb_rect *rect, uint32_t bpp);
+/* Whether a fourcc we handle carries alpha (the X formats do not). */
+bool vgb_format_has_alpha(uint32_t fourcc);
+/* Decodes one pixel (the little-endian word of a 32-bit @fourcc) to R, G, B, A bytes. */
+void vgb_format_to_rgba(uint32_t fourcc, uint32_t px, uint8_t ret_rgba[4]);
+
+/* Rectangle helpers: empty when width or height is 0. */
+bool vgb_rect_is_empty(const struct vgb_rect *r);
+/* Grows @acc to the bounding box of @acc and @r. */
+void vgb_rect_union(struct vgb_rect *acc, const struct vgb_rect *r);
+/* Clips @r to width x height; returns whether anything is left. */
+bool vgb_rect_clip(struct vgb_rect *r, uint32_t width, uint32_t height);
 
 #endif
