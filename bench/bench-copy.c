@@ -2,7 +2,8 @@
 /*
  * Bench 4: the copy path. A gather copy of the damaged rectangle from a scattered CPU view
  * (a 1920x1080 XRGB8888 blob of 64 shuffled runs, mapped by the segment mapper) into an shm
- * buffer (a memfd mapping, as a wl_shm pool is), with the row copier the Wayland sink uses.
+ * buffer (a memfd mapping, as a wl_shm pool is), with display/'s vgb_copy_rect(), the copier
+ * the Wayland sink's shm-copy path uses.
  * Baseline: one plain memcpy of the same number of bytes between the same two mappings: the
  * physical limit here. Goal: at least 0.8x memcpy's throughput. Also: a 64x64 damage
  * rectangle against the full frame.
@@ -32,20 +33,6 @@
 #define BPP 4u
 #define STRIDE (W * BPP)
 
-/*
- * The gather loop, until display/'s vgb_copy_rect() lands on main (same signature and the
- * same per-row copies, so switching is one line).
- */
-static void copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
-		      const struct vgb_rect *rect, uint32_t bpp)
-{
-	size_t row = (size_t)rect->width * bpp, xoff = (size_t)rect->x * bpp;
-
-	for (uint32_t y = rect->y; y < rect->y + rect->height; y++)
-		memcpy((uint8_t *)dst + (size_t)y * dst_stride + xoff,
-		       (const uint8_t *)src->data + (size_t)y * src->stride + xoff, row);
-}
-
 struct ctx {
 	struct vgb_cpu_view view;
 	uint8_t *dst;
@@ -69,7 +56,7 @@ static int ours(void *data)
 {
 	struct ctx *c = data;
 
-	copy_rect(c->dst, STRIDE, &c->view, &c->rect, BPP);
+	vgb_copy_rect(c->dst, STRIDE, &c->view, &c->rect, BPP);
 	return 0;
 }
 
