@@ -142,6 +142,26 @@ static void draw(const struct run *runs, uint32_t n, uint32_t w, uint32_t h, uin
 		memcpy(runs[i].host, (const uint8_t *)frame + runs[i].fb_off, runs[i].len);
 }
 
+/* CRC-32 (IEEE, zlib's crc32()) of @len bytes, so a frame can be matched with what a capture
+ * sink recorded (its frames.txt). */
+static uint32_t crc32_of(const void *data, size_t len)
+{
+	static uint32_t table[256];
+	const uint8_t *p = data;
+	uint32_t crc = 0xffffffffu;
+
+	if (!table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+			table[i] = c;
+		}
+	for (size_t i = 0; i < len; i++)
+		crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+	return crc ^ 0xffffffffu;
+}
+
 static double ms_since(const struct timespec *t0)
 {
 	struct timespec t1;
@@ -416,8 +436,9 @@ int vgb_ctl_scenario(int argc, char **argv)
 		t_t2d_sum += t_t2d;
 		t_draw_sum += t_draw;
 		if (!quiet || f % 30 == 0 || f + 1 == frames)
-			printf("frame %4u: guest draw %6.2f ms, T2D %6.3f ms, fenced flush %6.3f ms\n",
-			       f, t_draw, t_t2d, t_flush);
+			printf("frame %4u: guest draw %6.2f ms, T2D %6.3f ms, fenced flush %6.3f ms, "
+			       "crc32=%08x\n",
+			       f, t_draw, t_t2d, t_flush, crc32_of(frame, fb_size));
 		if (interval_ms) {
 			double left = interval_ms - ms_since(&tf);
 			if (left > 0) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,11 +83,120 @@ static void dump_output(void)
 	fclose(f);
 }
 
+static int notify_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		tap_bail("notify socket: %s", strerror(errno));
+	return fd;
+}
+
+/* Starts vgbridged on @socket_path with @display; the daemon says when it is ready (sd_notify),
+ * so there is no polling for the socket. */
+static pid_t start_daemon(int notify_fd, const char *notify_path, const char *socket_path,
+			  const char *display)
+{
+	struct pollfd p = { .fd = notify_fd, .events = POLLIN };
+	char buf[64];
+	pid_t pid = fork();
+
+	if (pid < 0)
+		tap_bail("fork");
+	if (pid == 0) {
+		setenv("NOTIFY_SOCKET", notify_path, 1);
+		execl(vgbridged, vgbridged, "--socket", socket_path, "--display", display,
+		      "--log-level", "error", "--virtual-device", "bar0=4K,bar2=16M,name=replay-gpu",
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* (STOPPING=1 of an earlier daemon may still be queued.) */
+	for (;;) {
+		ssize_t n;
+
+		if (poll(&p, 1, 30000) <= 0 || (n = recv(notify_fd, buf, sizeof(buf) - 1, 0)) <= 0)
+			tap_bail("vgbridged did not get ready");
+		buf[n] = 0;
+		if (strcmp(buf, "READY=1") == 0)
+			return pid;
+	}
+}
+
+/* The crc32=XXXXXXXX values in @path, in order. Returns how many (at most @max). */
+static unsigned read_crcs(const char *path, unsigned long *crcs, unsigned max)
+{
+	char line[512];
+	unsigned n = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	while (n < max && fgets(line, sizeof(line), f)) {
+		char *c = strstr(line, "crc32=");
+		if (c)
+			crcs[n++] = strtoul(c + 6, NULL, 16);
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * Byte-exact, end to end: the scenario prints the CRC-32 of each frame the guest drew into its
+ * scattered pages; the capture sink records the CRC-32 of the pixels it was handed. They must
+ * match, frame for frame, for RAM pages and for BAR pages.
+ */
+static void test_capture(int notify_fd, const char *notify_path)
+{
+	char cap_sock[160], cap_dir[160], index[200];
+	unsigned long drawn[16], shown[16];
+	unsigned n_drawn = 0, n_shown;
+	pid_t pid;
+
+	snprintf(cap_sock, sizeof(cap_sock), "%s/cap.sock", dir);
+	snprintf(cap_dir, sizeof(cap_dir), "capture:%s/frames", dir);
+	snprintf(index, sizeof(index), "%s/frames/frames.txt", dir);
+	mkdir(cap_dir + 8, 0700);
+	pid = start_daemon(notify_fd, notify_path, cap_sock, cap_dir);
+
+	const char *ram[] = { "scenario", "--socket", cap_sock, "--frames", "3", "--interval-ms",
+			      "0", "--width", "320", "--height", "200", NULL };
+	if (!tap_is_int(ctl(ram), 0, "scenario (RAM) against a capture sink"))
+		dump_output();
+	n_drawn += read_crcs(out_path, drawn + n_drawn, 3);
+	const char *bar[] = { "scenario", "--socket", cap_sock, "--frames", "3", "--interval-ms",
+			      "0", "--width", "320", "--height", "200", "--memory", "bar", NULL };
+	if (!tap_is_int(ctl(bar), 0, "scenario (BAR) against a capture sink"))
+		dump_output();
+	n_drawn += read_crcs(out_path, drawn + n_drawn, 3);
+
+	kill(pid, SIGTERM);
+	tap_is_int(wait_exit(pid), 0, "capture daemon exits 0");
+	n_shown = read_crcs(index, shown, 16);
+	tap_is_uint(n_drawn, 6, "the scenario printed 6 frame CRCs");
+	tap_is_uint(n_shown, 6, "the capture sink recorded 6 frames");
+	unsigned same = 0;
+	for (unsigned i = 0; i < 6 && i < n_drawn && i < n_shown; i++) {
+		if (drawn[i] == shown[i])
+			same++;
+		else
+			tap_diag("frame %u: drawn %08lx, captured %08lx", i, drawn[i], shown[i]);
+	}
+	tap_is_uint(same, 6, "every captured frame is byte for byte what the guest drew");
+	tap_ok(n_drawn == 6 && drawn[0] != drawn[1], "the frames differ (the pattern moves)");
+
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/frames", dir);
+	if (system(cmd) != 0)
+		tap_diag("could not remove %s/frames", dir);
+	unlink(cap_sock);
+}
+
 int main(int argc, char **argv)
 {
 	int notify_fd, r;
-	char notify_path[160], buf[64], bad_path[160];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char notify_path[160], bad_path[160];
 	pid_t daemon;
 
 	if (argc < 4)
@@ -102,21 +212,8 @@ int main(int argc, char **argv)
 	snprintf(notify_path, sizeof(notify_path), "%s/notify", dir);
 	snprintf(bad_path, sizeof(bad_path), "%s/bad.replay", dir);
 
-	/* The daemon tells us when it is ready (sd_notify), so no polling for the socket. */
-	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	memcpy(sa.sun_path, notify_path, strlen(notify_path) + 1);
-	if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		tap_bail("notify socket: %s", strerror(errno));
-	daemon = fork();
-	if (daemon == 0) {
-		setenv("NOTIFY_SOCKET", notify_path, 1);
-		execl(vgbridged, vgbridged, "--socket", sock, "--display", "none", "--log-level",
-		      "error", "--virtual-device", "bar0=4K,bar2=16M,name=replay-gpu", (char *)NULL);
-		_exit(127);
-	}
-	struct pollfd p = { .fd = notify_fd, .events = POLLIN };
-	if (poll(&p, 1, 30000) <= 0 || recv(notify_fd, buf, sizeof(buf), 0) <= 0)
-		tap_bail("vgbridged did not get ready");
+	notify_fd = notify_socket(notify_path);
+	daemon = start_daemon(notify_fd, notify_path, sock, "none");
 
 	const char *replay[] = { "replay", "--socket", sock, argv[3], NULL };
 	r = ctl(replay);
@@ -171,6 +268,8 @@ int main(int argc, char **argv)
 
 	kill(daemon, SIGTERM);
 	tap_is_int(wait_exit(daemon), 0, "vgbridged exits 0 on SIGTERM");
+
+	test_capture(notify_fd, notify_path);
 	close(notify_fd);
 	unlink(notify_path);
 	unlink(out_path);
