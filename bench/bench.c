@@ -168,8 +168,12 @@ void bench_report(const struct bench_row *row)
 	const char *path = getenv("VGB_BENCH_ROWS");
 	char ratio[32] = "-";
 
-	if (row->ratio >= 0)
+	if (row->ratio >= 10)
+		snprintf(ratio, sizeof(ratio), "%.1fx", row->ratio);
+	else if (row->ratio >= 0.1)
 		snprintf(ratio, sizeof(ratio), "%.2fx", row->ratio);
+	else if (row->ratio >= 0)
+		snprintf(ratio, sizeof(ratio), "%.2gx", row->ratio);
 	printf("# %-10s | %-34s | %-24s | %-24s | %8s | %-8s | %-7s | %s\n", row->bench, row->name,
 	       row->ours, row->base, ratio, row->goal ? row->goal : "-", met_name(row->met),
 	       row->notes);
