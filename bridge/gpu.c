@@ -236,10 +236,13 @@ static int ensure_export(struct vgb_gpu *gpu, struct resource *res)
 	if (report.unexpected && !res->warned) {
 		res->warned = true;
 		gpu->stats.export_failures++;
-		vgb_log(VGB_LOG_WARN, "blob %u: export failed unexpectedly (vfio: %s, udmabuf: %s), "
-			"using %s", res->id, report.vfio_err ? strerror(-report.vfio_err) : "-",
-			report.udmabuf_err ? strerror(-report.udmabuf_err) : "-",
-			vgb_export_strategy_name(e->strategy));
+		/* Once per blob, and rate-limited: a guest can create many blobs. */
+		vgb_log_ratelimited(VGB_LOG_WARN,
+				    "blob %u: export failed unexpectedly (vfio: %s, udmabuf: %s), "
+				    "using %s", res->id,
+				    report.vfio_err ? strerror(-report.vfio_err) : "-",
+				    report.udmabuf_err ? strerror(-report.udmabuf_err) : "-",
+				    vgb_export_strategy_name(e->strategy));
 	} else {
 		vgb_log(VGB_LOG_DEBUG, "blob %u: %s (vfio %d, udmabuf %d)", res->id,
 			vgb_export_strategy_name(e->strategy), report.vfio_err, report.udmabuf_err);

@@ -17,6 +17,7 @@
 #include <linux/virtio_gpu.h>
 
 #include "fake-udmabuf.h"
+#include "fault.h"
 #include "gpu.h"
 #include "leak.h"
 #include "logcap.h"
@@ -971,6 +972,31 @@ static void test_vfio_export_and_reset(void)
 	guest_finish(&g);
 }
 
+static void test_unexpected_export_failure(void)
+{
+	struct guest g;
+	struct vgb_gpu *gpu;
+	struct vgb_gpu_stats st;
+	uint64_t ram[1] = { 0x700000 };
+	uint32_t lens[1] = { PG };
+
+	guest_init(&g, NULL);
+	gpu = make_gpu(&g, NULL, NULL);
+	logcap_start();
+	fault_install();
+	fault_arm_ioctl(1, EIO);
+	tap_is_uint(create_blob(gpu, 7, ram, lens, 1), VIRTIO_GPU_RESP_OK_NODATA,
+		    "udmabuf failing with EIO: the blob is still created");
+	fault_remove();
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(st.blobs_by_strategy[VGB_EXPORT_CPU_VIEW] == 1 && st.export_failures == 1,
+	       "  on its CPU view, the failure counted");
+	tap_is_uint(logcap_count_at_or_above(VGB_LOG_WARN), 1, "  and logged once as a warning");
+	logcap_stop();
+	vgb_gpu_destroy(gpu);
+	guest_finish(&g);
+}
+
 static void test_isolation(void)
 {
 	struct guest ga, gb;
@@ -1081,6 +1107,7 @@ int main(void)
 	test_destroy_with_frames_held();
 	fake_udmabuf_set_absent(false);
 	test_vfio_export_and_reset();
+	test_unexpected_export_failure();
 	leak_check(&before, "all gpu tests");
 	fake_udmabuf_remove();
 	return tap_done();
