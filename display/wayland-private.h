@@ -19,6 +19,8 @@
 
 struct wl_sink;
 struct scanout;
+struct vgb_egl;
+struct vgb_egl_window;
 
 /* One format/modifier pair the compositor listed. */
 struct fmt_pair {
@@ -87,6 +89,9 @@ struct pending_frame {
 	struct vgb_cpu_view cpu;
 	bool has_cpu;
 	bool has_dmabuf;
+	/* Owned duplicate of the dmabuf when there is no CPU view: an import the compositor
+	 * refuses later can still go to the EGL importer. */
+	struct vgb_dmabuf dmabuf_dup;
 	struct vgb_rect damage;
 	enum vgb_present_path path;
 	struct cached_buffer *cb; /* DMABUF and SHM_DIRECT */
@@ -126,6 +131,7 @@ struct scanout {
 	struct pending_frame pending;
 	struct shm_buffer *copy[SHM_COPY_BUFFERS];
 	struct shm_buffer *front; /* the copy buffer written last */
+	struct vgb_egl_window *egl_win; /* while EGL draws this scanout */
 
 	/* Cursor: kept across reconnects. */
 	uint32_t *cursor_argb;
@@ -160,6 +166,9 @@ struct wl_sink {
 	struct scanout *pointer_focus;
 	uint32_t shm_formats; /* bit 0: ARGB8888, bit 1: XRGB8888 */
 	struct fmt_set shm_extra;
+
+	struct vgb_egl *egl;     /* the EGL importer, made on first need */
+	bool egl_unavailable;    /* tried, and EGL cannot import dmabufs here */
 
 	bool connected;
 	bool need_flush;
