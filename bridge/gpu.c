@@ -44,6 +44,9 @@ struct resource {
 	/* 2D: host memory; blob: the current export (NULL after a drop, until re-planned). */
 	struct vgb_export *exp;
 	uint64_t size;
+	/* what the current export's CPU view was charged against the client's budgets */
+	uint64_t charged_bytes;
+	size_t charged_mmaps;
 };
 
 struct scanout {
@@ -84,7 +87,8 @@ struct vgb_gpu {
 	struct vgb_gpu_config cfg;
 	struct resource **res;
 	size_t n_res;
-	uint64_t host_bytes;
+	uint64_t host_bytes;   /* 2D host memory and copied views */
+	size_t view_mmaps;     /* mmaps of mapped views */
 	struct scanout scanouts[VIRTIO_GPU_MAX_SCANOUTS];
 	struct pending *pending_head, **pending_tail;
 	struct frame_token *tokens;
@@ -109,6 +113,7 @@ void vgb_gpu_limits_init(struct vgb_gpu_limits *ret)
 		.max_blob_bytes = VGB_BLOB_DEFAULT_MAX_BYTES,
 		.max_resources = 1024,
 		.max_host_bytes = 1ull << 30,
+		.max_view_mmaps = 8192,
 		.num_scanouts = 1,
 		.display_width = 1280,
 		.display_height = 800,
@@ -167,6 +172,10 @@ static void drop_export(struct vgb_gpu *gpu, struct resource *res)
 	if (!res->exp)
 		return;
 	forget_buffers(gpu, res->id);
+	gpu->host_bytes -= res->charged_bytes;
+	gpu->view_mmaps -= res->charged_mmaps;
+	res->charged_bytes = 0;
+	res->charged_mmaps = 0;
 	if (res->is_blob && res->exp->strategy < VGB_EXPORT_COUNT)
 		gpu->stats.blobs_by_strategy[res->exp->strategy]--;
 	vgb_export_unref(res->exp);
@@ -798,9 +807,21 @@ static int present(struct ctx *c, unsigned s, struct resource *res, const struct
 		r = ensure_export(gpu, res);
 		if (r < 0)
 			return r;
-		r = vgb_export_cpu_view(res->exp, res->layout);
-		if (r < 0)
-			return r;
+		if (!res->exp->cpu) {
+			const struct vgb_gpu_limits *l = &gpu->cfg.limits;
+			struct vgb_export *e = res->exp;
+
+			r = vgb_export_cpu_view_limited(
+				e, res->layout, l->max_view_mmaps - VGB_MIN(gpu->view_mmaps,
+									    l->max_view_mmaps),
+				l->max_host_bytes - VGB_MIN(gpu->host_bytes, l->max_host_bytes));
+			if (r < 0)
+				return r;
+			res->charged_mmaps = e->segmap ? e->segmap->n_mmaps : 0;
+			res->charged_bytes = e->cpu_is_copy ? e->map_size : 0;
+			gpu->view_mmaps += res->charged_mmaps;
+			gpu->host_bytes += res->charged_bytes;
+		}
 		if (res->exp->cpu_is_copy) {
 			/* Only the damaged rows need re-reading. */
 			uint64_t off = so->offset + (uint64_t)damage->y * so->stride;
@@ -927,6 +948,9 @@ static uint32_t cmd_flush(struct ctx *c)
 		if (r == -ESTALE)
 			return GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
 					 "blob %u lost its memory window", res->id);
+		if (r == -E2BIG)
+			return GUEST_ERR(VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY,
+					 "blob %u: no room left for its CPU view", res->id);
 		if (r < 0) {
 			vgb_log_ratelimited(VGB_LOG_WARN, "flush of %u: %s", res->id, strerror(-r));
 			return host_err(r);

@@ -41,7 +41,11 @@ struct vgb_gpu_limits {
 	uint32_t max_entries;      /* per blob or backing; default 16384 */
 	uint64_t max_blob_bytes;   /* per blob or 2D resource; default 256 MiB */
 	uint32_t max_resources;    /* per client; default 1024 */
-	uint64_t max_host_bytes;   /* host memory of all 2D resources of a client; default 1 GiB */
+	/* host memory of a client: 2D resources and copied CPU views; default 1 GiB */
+	uint64_t max_host_bytes;
+	/* mmaps held by a client's mapped CPU views (the process has ~65530); default 8192.
+	 * A blob whose view would need more is copied instead. */
+	uint32_t max_view_mmaps;
 	uint32_t num_scanouts;     /* 1..16; default 1 */
 	uint32_t display_width;    /* reported by GET_DISPLAY_INFO; default 1280 */
 	uint32_t display_height;   /* default 800 */

@@ -997,6 +997,49 @@ static void test_unexpected_export_failure(void)
 	guest_finish(&g);
 }
 
+static void few_mmaps(struct vgb_gpu_config *cfg)
+{
+	cfg->limits.max_view_mmaps = 3;
+}
+
+static void no_room(struct vgb_gpu_config *cfg)
+{
+	cfg->limits.max_view_mmaps = 3;
+	cfg->limits.max_host_bytes = 8192;
+}
+
+static void test_view_budgets(void)
+{
+	struct guest g;
+	struct record_sink *sink = record_sink_create();
+	struct vgb_gpu *gpu;
+	struct vgb_gpu_stats st;
+
+	guest_init(&g, NULL);
+	sink->auto_complete = true;
+	gpu = make_gpu(&g, &sink->base, few_mmaps);
+	draw(&g, fb_pages, 4, 64, 64, 256, 6);
+	setup_blob_scanout(&g, gpu, 5);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(5, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA,
+		    "4 segments over a budget of 3 mmaps: the flush works");
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(frame_is(&sink->frames[0], 64, 64, 6) && st.copies == 1,
+	       "  through a copied view, with the right pixels");
+	vgb_gpu_destroy(gpu);
+	record_sink_clear(sink);
+
+	gpu = make_gpu(&g, &sink->base, no_room);
+	setup_blob_scanout(&g, gpu, 5);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(5, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY,
+		    "no mmap budget and 8 KiB of host memory for a 16 KiB copy: OUT_OF_MEMORY");
+	tap_is_uint(sink->n_frames, 0, "  nothing presented");
+	vgb_gpu_destroy(gpu);
+	record_sink_destroy(sink);
+	guest_finish(&g);
+}
+
 static void test_isolation(void)
 {
 	struct guest ga, gb;
@@ -1103,6 +1146,7 @@ int main(void)
 	test_malformed();
 	test_window_removal();
 	test_isolation();
+	test_view_budgets();
 	test_unaligned_message();
 	test_destroy_with_frames_held();
 	fake_udmabuf_set_absent(false);
