@@ -114,6 +114,11 @@ static const struct wl_buffer_listener cached_listener = {
 	.release = cached_release,
 };
 
+void cached_listen(struct cached_buffer *cb)
+{
+	wl_buffer_add_listener(cb->buffer, &cached_listener, cb);
+}
+
 int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret)
 {
 	const struct vgb_cpu_view *v = f->cpu;

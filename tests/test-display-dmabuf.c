@@ -856,6 +856,25 @@ int main(void)
 	pthread_mutex_unlock(&lock);
 	tap_is_str(vgb_present_path_name(st.last_path), "dmabuf", "path dmabuf");
 
+	/* Uncached (buffer_id 0) imports live for one commit: released -> destroyed. */
+	{
+		pthread_mutex_lock(&lock);
+		unsigned destroyed = fake.buffers_destroyed, creates = fake.creates;
+		pthread_mutex_unlock(&lock);
+		vgb_display_get_stats(d, &st);
+		uint32_t cached = st.cached_buffers;
+		tap_is_int(present(d, &g4, 0), 0, "an uncached dmabuf frame");
+		tap_is_int(present(d, &g4, 0), 0, "another one");
+		pump_until(d, NULL, 50);
+		vgb_display_get_stats(d, &st);
+		pthread_mutex_lock(&lock);
+		tap_is_uint(fake.creates, creates + 2, "each imported");
+		tap_is_uint(fake.buffers_destroyed, destroyed + 1,
+			    "the first is destroyed once the compositor released it");
+		pthread_mutex_unlock(&lock);
+		tap_is_uint(st.cached_buffers, cached + 1, "only the one on screen is still held");
+	}
+
 	/*
 	 * 7. No CPU view, and the compositor will not take the dmabuf: only the EGL importer
 	 * can show it. Where host EGL cannot import dmabufs (llvmpipe without a render node, as
@@ -921,7 +940,7 @@ int main(void)
 	r = present(d, &g4, 5);
 	tap_is_int(r, 0, "a dmabuf frame");
 	pthread_mutex_lock(&lock);
-	tap_is_uint(fake.creates, 4, "not offered");
+	tap_is_uint(fake.creates, 6, "not offered");
 	pthread_mutex_unlock(&lock);
 	vgb_display_destroy(d);
 
