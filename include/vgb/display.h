@@ -87,10 +87,12 @@ struct vgb_display_stats {
 	bool connected;
 	uint64_t commits;           /* wl_surface commits carrying a new buffer */
 	uint64_t frames_discarded;  /* committed but reported discarded by the compositor */
+	uint64_t frames_lost;       /* committed, never answered (compositor lost, no frame callback) */
 	uint64_t stalls;            /* frames that had to wait for a free shm buffer */
 	uint64_t reconnects;        /* successful reconnections */
 	uint32_t shm_buffers;       /* shm copy buffers currently allocated (all scanouts) */
 	uint32_t cached_buffers;    /* wl_buffers cached per buffer_id */
+	uint32_t frames_pending;    /* frames waiting for the compositor's pacing (per scanout) */
 };
 
 struct vgb_display_ops {
