@@ -293,6 +293,7 @@ int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending
 	struct wl_sink *s = so->sink;
 	struct vgb_rect dmg = *fill;
 	struct vgb_rect stale = b->stale;
+	int r;
 
 	if (!p->has_cpu)
 		return -EINVAL;
@@ -305,13 +306,20 @@ int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending
 	if (!vgb_rect_is_empty(&stale) && so->front && so->front != b) {
 		struct vgb_cpu_view front = { .data = so->front->data, .stride = so->front->stride,
 					      .memfd = -1 };
-		vgb_copy_rect(b->data, b->stride, &front, &stale, 4);
+		r = vgb_copy_rect(b->data, b->stride, &front, &stale, 4);
+		if (r < 0)
+			return r;
 		s->stats.bytes_copied += (uint64_t)stale.width * stale.height * 4;
 	} else if (!vgb_rect_is_empty(&stale) && !so->front) {
 		/* Nothing on screen yet: the whole frame comes from the guest. */
 		vgb_rect_union(&dmg, &stale);
 	}
-	vgb_copy_rect(b->data, b->stride, &p->cpu, &dmg, 4);
+	/* A fault in the guest's view (-EIO) fails the frame; this buffer keeps its stale area. */
+	r = vgb_copy_rect(b->data, b->stride, &p->cpu, &dmg, 4);
+	if (r < 0) {
+		vgb_rect_union(&b->stale, &dmg);
+		return r;
+	}
 	s->stats.bytes_copied += (uint64_t)dmg.width * dmg.height * 4;
 	s->stats.copies++;
 	b->stale = (struct vgb_rect){ 0 };
