@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <drm_fourcc.h>
+#include <inttypes.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <linux/virtio_gpu.h>
 
 #include "fake-udmabuf.h"
@@ -972,6 +975,99 @@ static void test_vfio_export_and_reset(void)
 	guest_finish(&g);
 }
 
+static void set_decode(struct vgb_vfio_device *dev, bool on)
+{
+	uint16_t cmd = 0;
+
+	vgb_vfio_region_read(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, &cmd, 2);
+	cmd = on ? (uint16_t)(cmd | PCI_COMMAND_MEMORY) : (uint16_t)(cmd & ~PCI_COMMAND_MEMORY);
+	vgb_vfio_region_write(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, &cmd, 2);
+}
+
+/*
+ * The guest owns its device's command register. With memory decode off under a BAR blob, a
+ * flush fails (ERR_UNSPEC) instead of showing a revoked dmabuf or faulting on the view, the
+ * export is dropped, EXPORT_BLOB refuses, and a blob can still be created; once decode is back
+ * on the next flush plans a new VFIO dmabuf. A sink whose guarded copy faulted (done with
+ * -EIO) makes the next flush re-plan too.
+ */
+static void test_decode_off(void)
+{
+	struct guest g;
+	struct record_sink *sink = record_sink_create();
+	struct vgb_gpu *gpu;
+	struct vgb_gpu_stats st;
+	struct vgb_dmabuf buf;
+	uint64_t bar[4] = { 32 * MiB + 0x10000, 32 * MiB + 0x3000, 32 * MiB + 0x4000,
+			    32 * MiB + 0x9000 };
+	uint32_t lens[4] = { PG, PG, PG, PG };
+	uint64_t ids[2];
+
+	guest_init(&g, "bar2=4M,dmabuf=auto");
+	sink->auto_complete = true;
+	gpu = make_gpu(&g, &sink->base, NULL);
+	for (uint32_t y = 0; y < 64; y++)
+		for (uint32_t x = 0; x < 64; x++) {
+			uint64_t off = (uint64_t)y * 256 + x * 4;
+			uint32_t v = px(x, y, 5);
+
+			vgb_vfio_region_write(g.dev, 2, bar[off / PG] - 32 * MiB + off % PG, &v, 4);
+		}
+	tap_is_uint(create_blob(gpu, 6, bar, lens, 4), VIRTIO_GPU_RESP_OK_NODATA,
+		    "decode: BAR blob created");
+	SEND(gpu, *(struct virtio_gpu_set_scanout_blob[]){
+			  scanout_blob(0, 6, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, 64, 64, 256, 0) });
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "decode on: flush");
+	tap_ok(sink->n_frames == 1 && sink->frames[0].had_dmabuf && frame_is(&sink->frames[0], 64, 64, 5),
+	       "decode on: a frame with the dmabuf and the BAR's pixels");
+
+	set_decode(g.dev, false);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_ERR_UNSPEC, "decode off: the flush fails");
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(sink->n_frames == 1 && st.exports_dropped == 1 &&
+		       st.blobs_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 0,
+	       "decode off: no frame shown, the export dropped (%u frames, %" PRIu64 " dropped)",
+	       sink->n_frames, st.exports_dropped);
+	tap_is_errno(vgb_gpu_export_blob(gpu, 6, &buf, NULL), -EIO,
+		     "decode off: EXPORT_BLOB refuses with -EIO (no revoked dmabuf handed out)");
+	tap_is_uint(create_blob(gpu, 8, bar, lens, 4), VIRTIO_GPU_RESP_OK_NODATA,
+		    "decode off: a blob can still be created (planned on first use)");
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_ERR_UNSPEC, "decode off: the next flush fails too");
+
+	set_decode(g.dev, true);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "decode back on: flush");
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(sink->n_frames == 2 && sink->frames[1].had_dmabuf &&
+		       frame_is(&sink->frames[1], 64, 64, 5) &&
+		       st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 2,
+	       "decode back on: a new VFIO dmabuf export and the BAR's pixels");
+	tap_is_errno(vgb_gpu_export_blob(gpu, 8, &buf, NULL), 0,
+		     "decode back on: the blob created with decode off exports");
+	vgb_dmabuf_finish(&buf);
+
+	/* The sink's copy of the view faulted (its guarded copy gave -EIO). */
+	sink->auto_complete = false;
+	SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) });
+	ids[0] = sink->frames[2].frame.buffer_id;
+	record_sink_complete(sink, 2, -EIO);
+	sink->auto_complete = true;
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "after a frame failed with -EIO: flush");
+	vgb_gpu_get_stats(gpu, &st);
+	ids[1] = sink->frames[3].frame.buffer_id;
+	tap_ok(sink->n_frames == 4 && st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 4 &&
+		       ids[1] != ids[0] && frame_is(&sink->frames[3], 64, 64, 5),
+	       "the failed frame's export was re-made (%" PRIu64 " VFIO exports)",
+	       st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF]);
+	vgb_gpu_destroy(gpu);
+	record_sink_destroy(sink);
+	guest_finish(&g);
+}
+
 static void test_unexpected_export_failure(void)
 {
 	struct guest g;
@@ -1270,6 +1366,7 @@ int main(void)
 	test_destroy_with_frames_held();
 	fake_udmabuf_set_absent(false);
 	test_vfio_export_and_reset();
+	test_decode_off();
 	test_unexpected_export_failure();
 	leak_check(&before, "all gpu tests");
 	fake_udmabuf_remove();
