@@ -47,6 +47,9 @@ struct resource {
 	/* what the current export's CPU view was charged against the client's budgets */
 	uint64_t charged_bytes;
 	size_t charged_mmaps;
+	/* Reading its memory failed with -EIO (a BAR whose memory decode the guest turned off,
+	 * a view faulting in the sink's guarded copy): re-plan on next use, never keep it. */
+	bool faulted;
 };
 
 struct scanout {
@@ -141,6 +144,31 @@ static uint64_t gen_key(const struct vgb_blob_layout *layout)
 	return key;
 }
 
+/*
+ * Whether the BARs under @layout are decoded now (vgb_vfio_check_decode(), once per run of
+ * segments on the same device and region). The guest can turn memory decode off at any time:
+ * the kernel then revokes the dmabuf and a CPU view of the BAR faults.
+ * Returns 0, -EIO when decode is off, or the config read's -errno.
+ */
+static int check_decode(const struct vgb_blob_layout *layout)
+{
+	const struct vgb_blob_segment *last = NULL;
+
+	for (size_t i = 0; i < layout->n_segs; i++) {
+		const struct vgb_blob_segment *s = &layout->segs[i];
+		int r;
+
+		if (s->kind != VGB_MEMMAP_VFIO ||
+		    (last && last->dev == s->dev && last->region == s->region))
+			continue;
+		r = vgb_vfio_check_decode(s->dev, s->region);
+		if (r < 0)
+			return r;
+		last = s;
+	}
+	return 0;
+}
+
 /* Forgets buffer ids handed out for @exp (NULL: for any export of @res_id) on our scanouts. */
 static void forget_buffers(struct vgb_gpu *gpu, uint32_t res_id)
 {
@@ -233,10 +261,13 @@ static int ensure_export(struct vgb_gpu *gpu, struct resource *res)
 	if (res->invalid || !res->layout)
 		return -ESTALE;
 	key = gen_key(res->layout);
-	if (res->exp && key != res->gen_key) {
+	r = check_decode(res->layout);
+	if (res->exp && (key != res->gen_key || res->faulted || r < 0)) {
 		gpu->stats.exports_dropped++;
 		drop_export(gpu, res);
 	}
+	if (r < 0)
+		return r; /* decode off: no export and no view until the guest turns it back on */
 	if (res->exp)
 		return 0;
 	r = vgb_export_plan(res->layout, &e, &report);
@@ -258,6 +289,8 @@ static int ensure_export(struct vgb_gpu *gpu, struct resource *res)
 	}
 	res->exp = e;
 	res->gen_key = key;
+	/* Decode off (-EIO): this plan lacks the dmabuf only for now; try again next time. */
+	res->faulted = report.vfio_err == -EIO;
 	gpu->stats.blobs_by_strategy[e->strategy]++;
 	gpu->stats.exports_by_strategy[e->strategy]++;
 	return 0;
@@ -347,11 +380,21 @@ static void deliver(struct vgb_gpu *gpu)
 	gpu->delivering = false;
 }
 
+/* The sink could not read @exp's memory (-EIO): whichever resource shows it re-plans. */
+static void mark_faulted(struct vgb_gpu *gpu, const struct vgb_export *exp)
+{
+	for (size_t i = 0; i < gpu->n_res; i++)
+		if (gpu->res[i]->exp == exp)
+			gpu->res[i]->faulted = true;
+}
+
 static void frame_done(void *data, int status)
 {
 	struct frame_token *t = data;
 	struct vgb_gpu *gpu = t->gpu;
 
+	if (gpu && status == -EIO)
+		mark_faulted(gpu, t->exp);
 	if (gpu) {
 		if (t->prev)
 			t->prev->next = t->next;
@@ -676,9 +719,10 @@ static uint32_t cmd_create_blob(struct ctx *c)
 	}
 	gpu->stats.blob_segments += layout->n_segs;
 	gpu->stats.segments_merged += layout->merged;
-	/* Plan now: the VMM may ask for the dmabuf before any scanout shows the blob. */
+	/* Plan now: the VMM may ask for the dmabuf before any scanout shows the blob. With
+	 * memory decode off (-EIO) the blob is still valid: it is planned on first use. */
 	r = ensure_export(gpu, res);
-	if (r < 0) {
+	if (r < 0 && r != -EIO) {
 		remove_res(gpu, res);
 		return host_err(r);
 	}
@@ -898,6 +942,8 @@ static int present(struct ctx *c, unsigned s, struct resource *res, const struct
 			gpu->tokens = t->next;
 		if (t->next)
 			t->next->prev = t->prev;
+		if (r == -EIO)
+			res->faulted = true;
 		vgb_export_unref(t->exp);
 		free(t);
 		gpu->stats.present_errors++;
@@ -945,6 +991,8 @@ static uint32_t cmd_flush(struct ctx *c)
 			damage = (struct vgb_rect){ (uint32_t)(x0 - so->r.x), (uint32_t)(y0 - so->r.y),
 						    (uint32_t)(x1 - x0), (uint32_t)(y1 - y0) };
 		r = present(c, s, res, &damage);
+		if (r == -EIO)
+			res->faulted = true; /* e.g. memory decode off: no view now, maybe later */
 		if (r == -ESTALE)
 			return GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
 					 "blob %u lost its memory window", res->id);

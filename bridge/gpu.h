@@ -163,7 +163,7 @@ struct vgb_gpu_stats {
 	uint64_t blob_segments;                  /* segments after merging, cumulative */
 	uint64_t segments_merged;                /* segments merged away, cumulative */
 	uint64_t blobs_invalidated;              /* by window removal */
-	uint64_t exports_dropped;                /* by device reset (generation change) */
+	uint64_t exports_dropped;                /* by device reset, memory decode off, a failed read */
 	uint64_t flushes;
 	uint64_t frames_presented;               /* vgb_display_present() accepted */
 	uint64_t present_errors;

@@ -256,7 +256,7 @@ struct vgb_wire_stats_client {
 	 * 11 MOVE_CURSOR, 12 any other; 13..15 are 0. */
 	uint64_t commands[VGB_WIRE_STATS_COMMANDS];
 };
-_Static_assert(sizeof(struct vgb_wire_stats_client) == 32 + 22 * 8 + 128, "stats client size");
+_Static_assert(sizeof(struct vgb_wire_stats_client) == 336, "stats client size (docs/protocol.md)");
 _Static_assert(offsetof(struct vgb_wire_stats_client, requests) == 32, "stats.requests");
 _Static_assert(offsetof(struct vgb_wire_stats_client, commands) == 208, "stats.commands");
 

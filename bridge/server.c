@@ -120,8 +120,9 @@ struct vgb_server {
 #define MAX_OUTQ 1024u
 /* Requests handled per client per wakeup, so one busy client cannot starve the others. */
 #define BATCH 32
-/* Bound on a STATS reply, well under the default socket buffer (a packet must fit it). */
-#define STATS_MAX_REPLY (64u << 10)
+/* Rows in a STATS reply (docs/protocol.md): 200 keep it near 64 KiB, well under the default
+ * socket buffer that a packet must fit. Rows beyond are left out; n_clients says how many follow. */
+#define STATS_MAX_ROWS 200u
 
 static const struct vgb_server_options defaults = {
 	.max_clients = 64,
@@ -941,13 +942,8 @@ static int do_stats(struct client *c, const struct vgb_msg *msg)
 	uint8_t *buf;
 
 	memcpy(&m, msg->payload, sizeof(m));
-	max_rows = (m.flags & VGB_STATS_SELF_ONLY) ? 1 : s->n_clients;
+	max_rows = (m.flags & VGB_STATS_SELF_ONLY) ? 1 : VGB_MIN(s->n_clients, STATS_MAX_ROWS);
 	len = sizeof(*g) + max_rows * sizeof(*rows);
-	/* Rows beyond STATS_MAX_REPLY are left out (n_clients says how many follow). */
-	while (len > STATS_MAX_REPLY) {
-		max_rows--;
-		len -= sizeof(*rows);
-	}
 	buf = calloc(1, len);
 	if (!buf)
 		return -ENOMEM;

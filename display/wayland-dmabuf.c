@@ -253,7 +253,13 @@ static void params_created(void *data, struct zwp_linux_buffer_params_v1 *params
 	zwp_linux_buffer_params_v1_destroy(params);
 	cb->params = NULL;
 	cb->buffer = buffer;
+	cached_listen(cb);
 	cb->state = CACHED_READY;
+	if (cb->id == 0 && !wl_sink_cb_is_pending(s, cb)) {
+		/* An uncached import whose frame was replaced while it was being created. */
+		cached_destroy(cb);
+		return;
+	}
 	wl_sink_import_done(s, cb);
 }
 

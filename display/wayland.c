@@ -292,6 +292,7 @@ static void scanout_drop_window(struct scanout *so, int status)
 	so->egl_win = NULL;
 #endif
 	if (so->frame_rec) {
+		so->sink->stats.frames_lost++;
 		rec_complete(so->frame_rec, status);
 		rec_destroy(so->frame_rec);
 	}
@@ -428,6 +429,15 @@ static bool route_to_shm(struct wl_sink *s, struct pending_frame *p)
 	return true;
 }
 
+bool wl_sink_cb_is_pending(struct wl_sink *s, struct cached_buffer *cb)
+{
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		if (s->scanouts[i] && s->scanouts[i]->pending.valid &&
+		    s->scanouts[i]->pending.cb == cb)
+			return true;
+	return false;
+}
+
 void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb)
 {
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {
@@ -472,7 +482,13 @@ void wl_sink_try_commit(struct scanout *so)
 		return;
 	}
 
-	if (p->path == VGB_PATH_SHM_COPY) {
+	if (p->path == VGB_PATH_SHM_COPY && p->copied) {
+		/* Copied at present time (invariant: staged is set while copied). */
+		sb = so->staged;
+		so->staged = NULL;
+		buffer = sb->buffer;
+		sb->busy = true;
+	} else if (p->path == VGB_PATH_SHM_COPY) {
 		int r;
 		sb = shm_copy_get(so, p);
 		if (!sb) {
@@ -484,12 +500,14 @@ void wl_sink_try_commit(struct scanout *so)
 			free(rec);
 			return;
 		}
-		r = shm_copy_fill(so, sb, p);
+		r = shm_copy_fill(so, sb, p, &p->damage);
 		if (r < 0) {
 			free(rec);
 			pending_finish(p, r);
 			return;
 		}
+		if (so->staged == sb)
+			so->staged = NULL;
 		buffer = sb->buffer;
 		sb->busy = true;
 	} else {
@@ -606,10 +624,49 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 	}
 #endif
 
+	/*
+	 * What this frame must copy: its own damage, plus the damage of a replaced frame that was
+	 * never copied (read from this, the latest, view). What the commit damages: everything
+	 * since the last commit.
+	 */
+	struct vgb_rect fill = next.damage;
 	if (so->pending.valid) {
+		if (!so->pending.copied)
+			vgb_rect_union(&fill, &so->pending.damage);
+		vgb_rect_union(&next.damage, &so->pending.damage);
+	}
+
+	/*
+	 * The copy path copies now when a buffer is free, so the guest's memory is released (and
+	 * a fenced flush completes) without waiting for the compositor's pacing; frames that
+	 * arrive before the commit merge into the same staged buffer.
+	 */
+	bool complete_now = false;
+	if (next.path == VGB_PATH_SHM_COPY && so->configured) {
+		struct shm_buffer *sb = so->staged;
+		if (!sb || sb->width != frame->width || sb->height != frame->height ||
+		    sb->fourcc != frame->fourcc)
+			sb = shm_copy_get(so, &next);
+		if (sb && shm_copy_fill(so, sb, &next, &fill) == 0) {
+			so->staged = sb;
+			next.copied = true;
+			complete_now = true;
+			next.f.done = NULL; /* completed below, once */
+		}
+	}
+
+	if (so->pending.valid && so->pending.copied) {
+		/* Already copied and completed: its pixels are in the staged buffer. */
+		next.stalled = so->pending.stalled;
+		if (!next.copied) {
+			/* Cannot happen while staged exists; keep the invariant anyway. */
+			next.copied = so->staged != NULL;
+		}
+		so->pending = next;
+		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
+	} else if (so->pending.valid) {
 		/* Latest frame wins: the older one is replaced before it was shown. */
 		struct pending_frame old = so->pending;
-		vgb_rect_union(&next.damage, &old.damage);
 		if (old.cb && old.cb->id == 0 && old.cb != next.cb &&
 		    old.cb->state != CACHED_IMPORTING)
 			cached_destroy(old.cb); /* an uncached buffer that was never committed */
@@ -624,6 +681,8 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
 	}
 	wl_sink_try_commit(so);
+	if (complete_now)
+		vgb_frame_complete(frame, 0);
 	if (!s->connected)
 		return 0; /* completed with -EPIPE already */
 	return wl_sink_flush(s) < 0 ? (wl_sink_lost(s), 0) : 0;
@@ -937,6 +996,7 @@ static void disconnect(struct wl_sink *s, int status)
 		if (s->scanouts[i])
 			scanout_drop_window(s->scanouts[i], status);
 	wl_list_for_each_safe(rec, rtmp, &s->inflight, link) {
+		s->stats.frames_lost++;
 		rec_complete(rec, status);
 		rec_destroy(rec);
 	}
@@ -1093,6 +1153,7 @@ static void handle_timeouts(struct wl_sink *s)
 			wl_callback_destroy(so->frame_cb);
 			so->frame_cb = NULL;
 			if (so->frame_rec) {
+				s->stats.frames_lost++;
 				rec_complete(so->frame_rec, -ETIMEDOUT);
 				rec_destroy(so->frame_rec);
 			}
@@ -1184,6 +1245,9 @@ static void wl_get_stats(struct vgb_display *d, struct vgb_display_stats *ret)
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
 		for (uint32_t j = 0; s->scanouts[i] && j < SHM_COPY_BUFFERS; j++)
 			ret->shm_buffers += s->scanouts[i]->copy[j] != NULL;
+	ret->frames_pending = 0;
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		ret->frames_pending += s->scanouts[i] && s->scanouts[i]->pending.valid;
 	ret->cached_buffers = 0;
 	wl_list_for_each(cb, &s->cached, link)
 		ret->cached_buffers++;

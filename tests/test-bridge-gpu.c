@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <drm_fourcc.h>
+#include <inttypes.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <linux/virtio_gpu.h>
 
 #include "fake-udmabuf.h"
@@ -972,6 +975,99 @@ static void test_vfio_export_and_reset(void)
 	guest_finish(&g);
 }
 
+static void set_decode(struct vgb_vfio_device *dev, bool on)
+{
+	uint16_t cmd = 0;
+
+	vgb_vfio_region_read(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, &cmd, 2);
+	cmd = on ? (uint16_t)(cmd | PCI_COMMAND_MEMORY) : (uint16_t)(cmd & ~PCI_COMMAND_MEMORY);
+	vgb_vfio_region_write(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, &cmd, 2);
+}
+
+/*
+ * The guest owns its device's command register. With memory decode off under a BAR blob, a
+ * flush fails (ERR_UNSPEC) instead of showing a revoked dmabuf or faulting on the view, the
+ * export is dropped, EXPORT_BLOB refuses, and a blob can still be created; once decode is back
+ * on the next flush plans a new VFIO dmabuf. A sink whose guarded copy faulted (done with
+ * -EIO) makes the next flush re-plan too.
+ */
+static void test_decode_off(void)
+{
+	struct guest g;
+	struct record_sink *sink = record_sink_create();
+	struct vgb_gpu *gpu;
+	struct vgb_gpu_stats st;
+	struct vgb_dmabuf buf;
+	uint64_t bar[4] = { 32 * MiB + 0x10000, 32 * MiB + 0x3000, 32 * MiB + 0x4000,
+			    32 * MiB + 0x9000 };
+	uint32_t lens[4] = { PG, PG, PG, PG };
+	uint64_t ids[2];
+
+	guest_init(&g, "bar2=4M,dmabuf=auto");
+	sink->auto_complete = true;
+	gpu = make_gpu(&g, &sink->base, NULL);
+	for (uint32_t y = 0; y < 64; y++)
+		for (uint32_t x = 0; x < 64; x++) {
+			uint64_t off = (uint64_t)y * 256 + x * 4;
+			uint32_t v = px(x, y, 5);
+
+			vgb_vfio_region_write(g.dev, 2, bar[off / PG] - 32 * MiB + off % PG, &v, 4);
+		}
+	tap_is_uint(create_blob(gpu, 6, bar, lens, 4), VIRTIO_GPU_RESP_OK_NODATA,
+		    "decode: BAR blob created");
+	SEND(gpu, *(struct virtio_gpu_set_scanout_blob[]){
+			  scanout_blob(0, 6, VIRTIO_GPU_FORMAT_B8G8R8A8_UNORM, 64, 64, 256, 0) });
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "decode on: flush");
+	tap_ok(sink->n_frames == 1 && sink->frames[0].had_dmabuf && frame_is(&sink->frames[0], 64, 64, 5),
+	       "decode on: a frame with the dmabuf and the BAR's pixels");
+
+	set_decode(g.dev, false);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_ERR_UNSPEC, "decode off: the flush fails");
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(sink->n_frames == 1 && st.exports_dropped == 1 &&
+		       st.blobs_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 0,
+	       "decode off: no frame shown, the export dropped (%u frames, %" PRIu64 " dropped)",
+	       sink->n_frames, st.exports_dropped);
+	tap_is_errno(vgb_gpu_export_blob(gpu, 6, &buf, NULL), -EIO,
+		     "decode off: EXPORT_BLOB refuses with -EIO (no revoked dmabuf handed out)");
+	tap_is_uint(create_blob(gpu, 8, bar, lens, 4), VIRTIO_GPU_RESP_OK_NODATA,
+		    "decode off: a blob can still be created (planned on first use)");
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_ERR_UNSPEC, "decode off: the next flush fails too");
+
+	set_decode(g.dev, true);
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "decode back on: flush");
+	vgb_gpu_get_stats(gpu, &st);
+	tap_ok(sink->n_frames == 2 && sink->frames[1].had_dmabuf &&
+		       frame_is(&sink->frames[1], 64, 64, 5) &&
+		       st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 2,
+	       "decode back on: a new VFIO dmabuf export and the BAR's pixels");
+	tap_is_errno(vgb_gpu_export_blob(gpu, 8, &buf, NULL), 0,
+		     "decode back on: the blob created with decode off exports");
+	vgb_dmabuf_finish(&buf);
+
+	/* The sink's copy of the view faulted (its guarded copy gave -EIO). */
+	sink->auto_complete = false;
+	SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) });
+	ids[0] = sink->frames[2].frame.buffer_id;
+	record_sink_complete(sink, 2, -EIO);
+	sink->auto_complete = true;
+	tap_is_uint(SEND(gpu, *(struct virtio_gpu_resource_flush[]){ flush_cmd(6, 64, 64, 0) }),
+		    VIRTIO_GPU_RESP_OK_NODATA, "after a frame failed with -EIO: flush");
+	vgb_gpu_get_stats(gpu, &st);
+	ids[1] = sink->frames[3].frame.buffer_id;
+	tap_ok(sink->n_frames == 4 && st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF] == 4 &&
+		       ids[1] != ids[0] && frame_is(&sink->frames[3], 64, 64, 5),
+	       "the failed frame's export was re-made (%" PRIu64 " VFIO exports)",
+	       st.exports_by_strategy[VGB_EXPORT_VFIO_DMABUF]);
+	vgb_gpu_destroy(gpu);
+	record_sink_destroy(sink);
+	guest_finish(&g);
+}
+
 static void test_unexpected_export_failure(void)
 {
 	struct guest g;
@@ -1104,6 +1200,124 @@ static void test_unaligned_message(void)
 	guest_finish(&g);
 }
 
+/* xorshift64: deterministic, so a failure reproduces. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/*
+ * 20000 commands mutated from valid ones (random bytes flipped, small values planted, random
+ * lengths): every call must return a valid response or a deferral, and nothing may crash
+ * (the ASan build checks every access).
+ */
+static void test_random_commands(void)
+{
+	struct guest g;
+	struct record_sink *sink = record_sink_create();
+	struct vgb_gpu *gpu;
+	struct leak_snapshot before;
+	unsigned bad = 0, deferred = 0, ok = 0;
+	uint8_t tmpl[8][sizeof(struct blob_msg)];
+	size_t tlen[8];
+
+	guest_init(&g, NULL);
+	leak_snapshot(&before);
+	gpu = make_gpu(&g, &sink->base, sync_sink);
+	{
+		struct blob_msg b = { .blob = { .hdr = H(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB),
+						.resource_id = htole32(2),
+						.blob_mem = htole32(VIRTIO_GPU_BLOB_MEM_GUEST),
+						.nr_entries = htole32(2), .size = htole64(2 * PG) } };
+		struct attach_msg a = { .attach = { .hdr = H(VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING),
+						    .resource_id = htole32(1),
+						    .nr_entries = htole32(2) } };
+		struct virtio_gpu_resource_create_2d c2 = {
+			H(VIRTIO_GPU_CMD_RESOURCE_CREATE_2D), htole32(1),
+			htole32(VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM), htole32(32), htole32(32) };
+		struct virtio_gpu_transfer_to_host_2d t = {
+			H(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D), R(0, 0, 32, 32), 0, htole32(1), 0 };
+		struct virtio_gpu_set_scanout_blob sb =
+			scanout_blob(0, 2, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16, 32, 256, 0);
+		struct virtio_gpu_resource_flush f = flush_cmd(2, 16, 32, 1);
+		struct virtio_gpu_update_cursor uc = { .hdr = H(VIRTIO_GPU_CMD_UPDATE_CURSOR),
+						       .resource_id = htole32(1) };
+		struct virtio_gpu_resource_unref u = { H(VIRTIO_GPU_CMD_RESOURCE_UNREF), htole32(2),
+						       0 };
+
+		b.e[0] = (struct virtio_gpu_mem_entry){ htole64(0x3000), htole32(PG), 0 };
+		b.e[1] = (struct virtio_gpu_mem_entry){ htole64(0x9000), htole32(PG), 0 };
+		a.e[0] = b.e[0];
+		a.e[1] = b.e[1];
+#define TMPL(i, x, l) (memset(tmpl[i], 0, sizeof(tmpl[i])), memcpy(tmpl[i], &(x), (l)), tlen[i] = (l))
+		TMPL(0, b, sizeof(b.blob) + 32);
+		TMPL(1, a, sizeof(a.attach) + 32);
+		TMPL(2, c2, sizeof(c2));
+		TMPL(3, t, sizeof(t));
+		TMPL(4, sb, sizeof(sb));
+		TMPL(5, f, sizeof(f));
+		TMPL(6, uc, sizeof(uc));
+		TMPL(7, u, sizeof(u));
+#undef TMPL
+	}
+	for (unsigned i = 0; i < 20000; i++) {
+		unsigned k = (unsigned)(rnd() % 8), flips = (unsigned)(rnd() % 4);
+		uint8_t msg[sizeof(struct blob_msg)];
+		size_t len = tlen[k];
+		uint32_t type;
+		long got;
+
+		memcpy(msg, tmpl[k], sizeof(msg));
+		for (unsigned j = 0; j < flips; j++) {
+			size_t at = (size_t)(rnd() % len);
+
+			if (rnd() % 2)
+				msg[at] = (uint8_t)rnd();
+			else
+				msg[at] = (uint8_t)(rnd() % 4); /* small ids, counts, scanouts */
+		}
+		if (rnd() % 8 == 0)
+			len = (size_t)(rnd() % (tlen[k] + 1));
+		if (len < sizeof(struct virtio_gpu_ctrl_hdr))
+			len = sizeof(struct virtio_gpu_ctrl_hdr);
+		got = send(gpu, msg, len);
+		type = (uint32_t)got;
+		if (last.rc == 1)
+			deferred++;
+		else if (last.rc == 0 && ((type >= VIRTIO_GPU_RESP_OK_NODATA &&
+					  type <= VIRTIO_GPU_RESP_OK_DISPLAY_INFO) ||
+					 (type >= VIRTIO_GPU_RESP_ERR_UNSPEC &&
+					  type <= VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER)))
+			ok++;
+		else
+			bad++;
+		if (sink->n_frames > RECORD_SINK_MAX_FRAMES / 2)
+			record_sink_clear(sink);
+		if (i % 64 == 0)
+			vgb_gpu_dispatch_timeouts(gpu);
+	}
+	tap_is_uint(bad, 0, "20000 mutated commands: every one answered (%u) or deferred (%u)", ok,
+		    deferred);
+	{
+		struct vgb_gpu_stats st;
+
+		vgb_gpu_get_stats(gpu, &st);
+		tap_ok(st.frames_presented > 100 && st.errors > 1000 && st.errors < 20000,
+		       "  they reached the deep paths: %llu frames presented, %llu errors, "
+		       "%llu fences", (unsigned long long)st.frames_presented,
+		       (unsigned long long)st.errors, (unsigned long long)st.fences_completed);
+	}
+	vgb_gpu_destroy(gpu);
+	record_sink_clear(sink);
+	leak_check(&before, "after the mutated commands");
+	record_sink_destroy(sink);
+	guest_finish(&g);
+}
+
 static void test_destroy_with_frames_held(void)
 {
 	struct guest g;
@@ -1148,9 +1362,11 @@ int main(void)
 	test_isolation();
 	test_view_budgets();
 	test_unaligned_message();
+	test_random_commands();
 	test_destroy_with_frames_held();
 	fake_udmabuf_set_absent(false);
 	test_vfio_export_and_reset();
+	test_decode_off();
 	test_unexpected_export_failure();
 	leak_check(&before, "all gpu tests");
 	fake_udmabuf_remove();

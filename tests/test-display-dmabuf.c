@@ -819,6 +819,35 @@ int main(void)
 	tap_is_mem(fake.shm_pixels, g3.cpu.data, W * H * 4, "shm shows the new pixels");
 	pthread_mutex_unlock(&lock);
 
+	/*
+	 * 4b. A CPU view whose memory is cut under it (as a BAR is when the guest turns memory
+	 * decode off): the shm copy faults, the frame is taken and fails with -EIO, the sink
+	 * lives on and shows the next frame.
+	 */
+	{
+		struct guest_frame gv;
+		unsigned before = done_calls;
+
+		guest_frame_init(&gv, DRM_FORMAT_XRGB8888, I915_FORMAT_MOD_Y_TILED, 0, 7);
+		tap_ok(ftruncate(gv.fd, 0) == 0, "a frame whose memory is cut under its view");
+		struct vgb_frame f = { .width = W, .height = H, .fourcc = DRM_FORMAT_XRGB8888,
+				       .buffer_id = 7, .cpu = &gv.cpu, .done = on_done };
+		r = vgb_display_present(d, &f);
+		for (int i = 0; i < 500 && done_calls == before; i++)
+			pump_until(d, NULL, 2);
+		tap_ok(r == 0 && done_calls == before + 1 && done_last == -EIO,
+		       "its shm copy faults: taken, completed once with -EIO, no SIGBUS "
+		       "(present %d, done %d)",
+		       r, done_last);
+		guest_frame_finish(&gv);
+		((uint32_t *)g3.cpu.data)[6] = 0xfeedf00d;
+		r = present(d, &g3, 3);
+		tap_is_int(r, 0, "the next frame is shown");
+		pthread_mutex_lock(&lock);
+		tap_is_mem(fake.shm_pixels, g3.cpu.data, W * H * 4, "with its pixels");
+		pthread_mutex_unlock(&lock);
+	}
+
 	/* 5. forget drops the export's wl_buffer. */
 	vgb_display_forget(d, 1);
 	pump_until(d, NULL, 50);
@@ -855,6 +884,25 @@ int main(void)
 	tap_ok(fake.committed_is_dmabuf, "shown as a dmabuf");
 	pthread_mutex_unlock(&lock);
 	tap_is_str(vgb_present_path_name(st.last_path), "dmabuf", "path dmabuf");
+
+	/* Uncached (buffer_id 0) imports live for one commit: released -> destroyed. */
+	{
+		pthread_mutex_lock(&lock);
+		unsigned destroyed = fake.buffers_destroyed, creates = fake.creates;
+		pthread_mutex_unlock(&lock);
+		vgb_display_get_stats(d, &st);
+		uint32_t cached = st.cached_buffers;
+		tap_is_int(present(d, &g4, 0), 0, "an uncached dmabuf frame");
+		tap_is_int(present(d, &g4, 0), 0, "another one");
+		pump_until(d, NULL, 50);
+		vgb_display_get_stats(d, &st);
+		pthread_mutex_lock(&lock);
+		tap_is_uint(fake.creates, creates + 2, "each imported");
+		tap_is_uint(fake.buffers_destroyed, destroyed + 1,
+			    "the first is destroyed once the compositor released it");
+		pthread_mutex_unlock(&lock);
+		tap_is_uint(st.cached_buffers, cached + 1, "only the one on screen is still held");
+	}
 
 	/*
 	 * 7. No CPU view, and the compositor will not take the dmabuf: only the EGL importer
@@ -921,7 +969,7 @@ int main(void)
 	r = present(d, &g4, 5);
 	tap_is_int(r, 0, "a dmabuf frame");
 	pthread_mutex_lock(&lock);
-	tap_is_uint(fake.creates, 4, "not offered");
+	tap_is_uint(fake.creates, 6, "not offered");
 	pthread_mutex_unlock(&lock);
 	vgb_display_destroy(d);
 

@@ -564,3 +564,17 @@ void pump_for(struct vgb_display *d, int ms)
 {
 	pump_until(d, NULL, NULL, ms);
 }
+
+static bool settled(void *data)
+{
+	struct vgb_display_stats st;
+
+	vgb_display_get_stats(data, &st);
+	return st.frames_pending == 0 &&
+	       st.frames_presented + st.frames_discarded + st.frames_lost >= st.commits;
+}
+
+bool settle(struct vgb_display *d, int timeout_ms)
+{
+	return pump_until(d, settled, d, timeout_ms);
+}
