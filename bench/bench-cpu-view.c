@@ -269,7 +269,7 @@ int main(void)
 	for (size_t i = 0; i < VGB_ARRAY_SIZE(cases); i++)
 		run_case(dev, vgb_vfio_vdev_region_memfd(dev, REGION), 0, 64ull << 20, &cases[i],
 			 "virtual device");
-	tap_is_int(bench_count_vmas(), before_vmas, "virtual device: no mapping left behind");
+	bench_check_vmas(before_vmas, "virtual device: no mapping left behind");
 	vgb_vfio_device_destroy(dev);
 
 	/* The kernel backend over the fake VFIO kernel: each baseline query is an ioctl through
