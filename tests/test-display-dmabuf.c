@@ -971,6 +971,31 @@ int main(void)
 	pthread_mutex_lock(&lock);
 	tap_is_uint(fake.creates, 6, "not offered");
 	pthread_mutex_unlock(&lock);
+
+	/* 9. Zero copy only from a memfd: a regular file of the right size is copied instead
+	 * (as is a VFIO device fd: only memfds answer F_GET_SEALS). */
+	{
+		struct guest_frame g7;
+		guest_frame_init(&g7, DRM_FORMAT_XRGB8888, DRM_FORMAT_MOD_LINEAR, 4096, 7);
+		g7.cpu.memfd = g7.fd;
+		g7.cpu.memfd_offset = 4096;
+		g7.cpu.memfd_size = g7.size;
+		r = present(d, &g7, 8);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_DIRECT,
+		       "a memfd range goes to wl_shm directly (%s)",
+		       vgb_present_path_name(st.last_path));
+		int file = open(fake.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		tap_ok(file >= 0 && ftruncate(file, (off_t)g7.size) == 0, "a regular file as large");
+		g7.cpu.memfd = file;
+		r = present(d, &g7, 9);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a regular file is not shared with the compositor: copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		close(file);
+		guest_frame_finish(&g7);
+	}
 	vgb_display_destroy(d);
 
 	guest_frame_finish(&g1);
