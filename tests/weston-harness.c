@@ -265,7 +265,10 @@ static int spawn(struct weston *w)
 		setenv("XDG_RUNTIME_DIR", w->dir, 1);
 		unsetenv("WAYLAND_DISPLAY");
 		unsetenv("DISPLAY");
-		execlp("weston", "weston", "--backend=headless-backend.so", "--use-pixman",
+		/* $VGB_WESTON_RENDERER=gl: the GL renderer (the vm suite's vgem guest). */
+		const char *renderer = getenv("VGB_WESTON_RENDERER");
+		execlp("weston", "weston", "--backend=headless-backend.so",
+		       renderer && strcmp(renderer, "gl") == 0 ? "--use-gl" : "--use-pixman",
 		       "--debug", config, socket, width, height, (char *)NULL);
 		_exit(127);
 	}
