@@ -63,6 +63,17 @@ struct fake {
 	struct wl_resource *xdg_surface;
 	uint32_t serial;
 	bool configured_sent;
+
+	/* Seat and cursor. */
+	struct wl_resource *main_surface; /* the toplevel's wl_surface */
+	struct wl_resource *pointer;
+	bool entered;
+	unsigned set_cursors;
+	bool cursor_hidden;
+	int32_t hot_x, hot_y;
+	struct wl_resource *cursor_surface;
+	uint32_t cursor_w, cursor_h;
+	uint32_t cursor_pixels[64 * 64];
 };
 
 static struct fake fake;
@@ -387,6 +398,8 @@ static void wm_get_xdg_surface(struct wl_client *c, struct wl_resource *r, uint3
 {
 	struct wl_resource *x = wl_resource_create(c, &xdg_surface_interface, 1, id);
 	wl_resource_set_implementation(x, &xdg_surface_impl, NULL, NULL);
+	fake.main_surface = surface;
+	fake.entered = false;
 }
 
 static void wm_pong(struct wl_client *c, struct wl_resource *r, uint32_t serial)
@@ -459,8 +472,31 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 		wl_array_release(&states);
 		fake.configured_sent = true;
 	}
+	if (s->attached && r != fake.main_surface) {
+		/* A cursor surface: keep its pixels. */
+		struct wl_shm_buffer *shm = s->pending ? wl_shm_buffer_get(s->pending) : NULL;
+		if (shm && wl_shm_buffer_get_width(shm) <= 64 && wl_shm_buffer_get_height(shm) <= 64) {
+			fake.cursor_w = (uint32_t)wl_shm_buffer_get_width(shm);
+			fake.cursor_h = (uint32_t)wl_shm_buffer_get_height(shm);
+			wl_shm_buffer_begin_access(shm);
+			for (uint32_t y = 0; y < fake.cursor_h; y++)
+				memcpy(fake.cursor_pixels + y * fake.cursor_w,
+				       (uint8_t *)wl_shm_buffer_get_data(shm) +
+					       y * wl_shm_buffer_get_stride(shm),
+				       fake.cursor_w * 4);
+			wl_shm_buffer_end_access(shm);
+		}
+		if (s->pending)
+			wl_buffer_send_release(s->pending);
+		s->attached = false;
+	}
 	if (s->attached) {
 		struct wl_shm_buffer *shm = s->pending ? wl_shm_buffer_get(s->pending) : NULL;
+		if (fake.pointer && !fake.entered) {
+			/* The pointer enters the window when it first shows something. */
+			wl_pointer_send_enter(fake.pointer, ++fake.serial, r, 0, 0);
+			fake.entered = true;
+		}
 		if (fake.committed && fake.committed != s->pending)
 			wl_buffer_send_release(fake.committed);
 		fake.committed = s->pending;
@@ -547,6 +583,56 @@ static void bind_compositor(struct wl_client *c, void *data, uint32_t version, u
 	wl_resource_set_implementation(r, &compositor_impl, NULL, NULL);
 }
 
+/* ---- wl_seat / wl_pointer ---- */
+
+static void ptr_set_cursor(struct wl_client *c, struct wl_resource *r, uint32_t serial,
+			   struct wl_resource *surface, int32_t x, int32_t y)
+{
+	fake.set_cursors++;
+	fake.cursor_hidden = surface == NULL;
+	fake.cursor_surface = surface;
+	fake.hot_x = x;
+	fake.hot_y = y;
+}
+
+static const struct wl_pointer_interface pointer_impl = {
+	.set_cursor = ptr_set_cursor,
+	.release = res_destroy,
+};
+
+static void pointer_gone(struct wl_resource *r)
+{
+	if (fake.pointer == r)
+		fake.pointer = NULL;
+}
+
+static void seat_get_pointer(struct wl_client *c, struct wl_resource *r, uint32_t id)
+{
+	struct wl_resource *p = wl_resource_create(c, &wl_pointer_interface,
+						   wl_resource_get_version(r), id);
+	wl_resource_set_implementation(p, &pointer_impl, NULL, pointer_gone);
+	fake.pointer = p;
+}
+
+static void seat_get_other(struct wl_client *c, struct wl_resource *r, uint32_t id)
+{
+	wl_resource_post_error(r, WL_SEAT_ERROR_MISSING_CAPABILITY, "pointer only");
+}
+
+static const struct wl_seat_interface seat_impl = {
+	.get_pointer = seat_get_pointer,
+	.get_keyboard = seat_get_other,
+	.get_touch = seat_get_other,
+	.release = res_destroy,
+};
+
+static void bind_seat(struct wl_client *c, void *data, uint32_t version, uint32_t id)
+{
+	struct wl_resource *r = wl_resource_create(c, &wl_seat_interface, version, id);
+	wl_resource_set_implementation(r, &seat_impl, NULL, NULL);
+	wl_seat_send_capabilities(r, WL_SEAT_CAPABILITY_POINTER);
+}
+
 /* ---- the fake runs in its own thread; the test reads its state under the lock ---- */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -594,6 +680,7 @@ static void fake_start(void)
 	wl_global_create(fake.display, &wl_compositor_interface, 4, NULL, bind_compositor);
 	wl_global_create(fake.display, &xdg_wm_base_interface, 1, NULL, bind_wm);
 	wl_global_create(fake.display, &zwp_linux_dmabuf_v1_interface, 4, NULL, bind_dmabuf);
+	wl_global_create(fake.display, &wl_seat_interface, 5, NULL, bind_seat);
 	resend_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	resend_source = wl_event_loop_add_fd(fake.loop, resend_efd, WL_EVENT_READABLE, on_resend, NULL);
 }
@@ -777,6 +864,30 @@ int main(void)
 	tap_is_str(vgb_present_path_name(st.last_path), "dmabuf", "path dmabuf");
 	tap_is_uint(st.copies, 0, "no copy");
 	tap_is_uint(st.frames_presented, 1, "presented (frame callback)");
+
+	/* Cursor: the pointer entered the window; set_cursor gets our cursor surface. */
+	{
+		static uint32_t argb[16 * 12];
+		for (unsigned i = 0; i < 16 * 12; i++)
+			argb[i] = 0x80000000u | (i * 0x010203u);
+		r = vgb_display_set_cursor(d, 0, argb, 16, 12, 3, 4);
+		tap_is_int(r, 0, "set a 16x12 cursor with hotspot (3,4)");
+		pump_until(d, NULL, 50);
+		pthread_mutex_lock(&lock);
+		tap_ok(fake.entered && fake.set_cursors >= 1 && !fake.cursor_hidden &&
+			       fake.hot_x == 3 && fake.hot_y == 4,
+		       "wl_pointer.set_cursor with our surface and the hotspot (%u calls, %d,%d)",
+		       fake.set_cursors, fake.hot_x, fake.hot_y);
+		tap_ok(fake.cursor_w == 16 && fake.cursor_h == 12 &&
+			       memcmp(fake.cursor_pixels, argb, sizeof(argb)) == 0,
+		       "the cursor surface shows the image (%ux%u)", fake.cursor_w, fake.cursor_h);
+		pthread_mutex_unlock(&lock);
+		r = vgb_display_set_cursor(d, 0, NULL, 0, 0, 0, 0);
+		pump_until(d, NULL, 50);
+		pthread_mutex_lock(&lock);
+		tap_ok(r == 0 && fake.cursor_hidden, "hiding it sets a NULL cursor");
+		pthread_mutex_unlock(&lock);
+	}
 
 	/* 2. The same export again: the cached wl_buffer, no new import. */
 	r = present(d, &g1, 1);
@@ -971,6 +1082,31 @@ int main(void)
 	pthread_mutex_lock(&lock);
 	tap_is_uint(fake.creates, 6, "not offered");
 	pthread_mutex_unlock(&lock);
+
+	/* 9. Zero copy only from a memfd: a regular file of the right size is copied instead
+	 * (as is a VFIO device fd: only memfds answer F_GET_SEALS). */
+	{
+		struct guest_frame g7;
+		guest_frame_init(&g7, DRM_FORMAT_XRGB8888, DRM_FORMAT_MOD_LINEAR, 4096, 7);
+		g7.cpu.memfd = g7.fd;
+		g7.cpu.memfd_offset = 4096;
+		g7.cpu.memfd_size = g7.size;
+		r = present(d, &g7, 8);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_DIRECT,
+		       "a memfd range goes to wl_shm directly (%s)",
+		       vgb_present_path_name(st.last_path));
+		int file = open(fake.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		tap_ok(file >= 0 && ftruncate(file, (off_t)g7.size) == 0, "a regular file as large");
+		g7.cpu.memfd = file;
+		r = present(d, &g7, 9);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a regular file is not shared with the compositor: copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		close(file);
+		guest_frame_finish(&g7);
+	}
 	vgb_display_destroy(d);
 
 	guest_frame_finish(&g1);
