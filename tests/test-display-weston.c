@@ -247,7 +247,7 @@ int main(void)
 	}
 
 	/* ---- 2. gather copy from a scattered CPU view ---- */
-	struct scattered sc;
+	struct scattered sc = { 0 };
 	size_t view_size = VGB_ALIGN_UP((size_t)STRIDE * H, VGB_PAGE_SIZE);
 	r = scattered_create(&sc, view_size);
 	tap_is_int(r, 0, "scattered view over 3 memfds");
