@@ -731,6 +731,24 @@ static void on_done(void *data, int status)
 	done_last = status;
 }
 
+static unsigned want_value;
+static bool cursor_shown(void)
+{
+	return fake.set_cursors >= 1 && !fake.cursor_hidden && fake.cursor_w == 16;
+}
+static bool cursor_hidden(void)
+{
+	return fake.cursor_hidden;
+}
+static bool destroyed_reached(void)
+{
+	return fake.buffers_destroyed >= want_value;
+}
+static bool feedbacks_reached(void)
+{
+	return fake.feedbacks >= want_value;
+}
+
 static unsigned want_commits;
 static bool commits_reached(void)
 {
@@ -791,10 +809,10 @@ static int present(struct vgb_display *d, struct guest_frame *g, uint64_t id)
 	r = vgb_display_present(d, &f);
 	if (r < 0)
 		return r;
-	if (!pump_until(d, commits_reached, 3000))
+	if (!pump_until(d, commits_reached, 10000))
 		return -ETIMEDOUT;
 	/* The frame callback completes it (no wp_presentation here). */
-	for (int i = 0; i < 1000 && done_calls == before; i++)
+	for (int i = 0; i < 5000 && done_calls == before; i++)
 		pump_until(d, NULL, 2);
 	return done_calls == before + 1 ? done_last : -ETIMEDOUT;
 }
@@ -872,7 +890,7 @@ int main(void)
 			argb[i] = 0x80000000u | (i * 0x010203u);
 		r = vgb_display_set_cursor(d, 0, argb, 16, 12, 3, 4);
 		tap_is_int(r, 0, "set a 16x12 cursor with hotspot (3,4)");
-		pump_until(d, NULL, 50);
+		pump_until(d, cursor_shown, 10000);
 		pthread_mutex_lock(&lock);
 		tap_ok(fake.entered && fake.set_cursors >= 1 && !fake.cursor_hidden &&
 			       fake.hot_x == 3 && fake.hot_y == 4,
@@ -883,7 +901,7 @@ int main(void)
 		       "the cursor surface shows the image (%ux%u)", fake.cursor_w, fake.cursor_h);
 		pthread_mutex_unlock(&lock);
 		r = vgb_display_set_cursor(d, 0, NULL, 0, 0, 0, 0);
-		pump_until(d, NULL, 50);
+		pump_until(d, cursor_hidden, 10000);
 		pthread_mutex_lock(&lock);
 		tap_ok(r == 0 && fake.cursor_hidden, "hiding it sets a NULL cursor");
 		pthread_mutex_unlock(&lock);
@@ -961,7 +979,8 @@ int main(void)
 
 	/* 5. forget drops the export's wl_buffer. */
 	vgb_display_forget(d, 1);
-	pump_until(d, NULL, 50);
+	want_value = 1;
+	pump_until(d, destroyed_reached, 10000);
 	pthread_mutex_lock(&lock);
 	tap_is_uint(fake.buffers_destroyed, 1, "forget destroys the cached wl_buffer");
 	pthread_mutex_unlock(&lock);
@@ -972,11 +991,14 @@ int main(void)
 	fake.table_len = VGB_ARRAY_SIZE(table2);
 	fake.tranche = tranche2;
 	fake.tranche_len = VGB_ARRAY_SIZE(tranche2);
+	want_value = fake.feedbacks + 1;
 	pthread_mutex_unlock(&lock);
 	{
 		uint64_t one = 1;
 		tap_ok(write(resend_efd, &one, sizeof(one)) == sizeof(one), "new table sent");
 	}
+	/* Sent by the fake, then read by the sink (the events are in its socket by then). */
+	pump_until(d, feedbacks_reached, 10000);
 	pump_until(d, NULL, 100);
 	r = present(d, &g1, 4);
 	tap_is_int(r, 0, "XRGB8888 after the change");
@@ -1005,7 +1027,8 @@ int main(void)
 		uint32_t cached = st.cached_buffers;
 		tap_is_int(present(d, &g4, 0), 0, "an uncached dmabuf frame");
 		tap_is_int(present(d, &g4, 0), 0, "another one");
-		pump_until(d, NULL, 50);
+		want_value = destroyed + 1;
+		pump_until(d, destroyed_reached, 10000);
 		vgb_display_get_stats(d, &st);
 		pthread_mutex_lock(&lock);
 		tap_is_uint(fake.creates, creates + 2, "each imported");
@@ -1059,7 +1082,7 @@ int main(void)
 		pthread_mutex_unlock(&lock);
 		r = vgb_display_present(d, &f);
 		tap_is_int(r, 0, "a listed pair without CPU view is taken");
-		for (int i = 0; i < 1000 && done_calls == before; i++)
+		for (int i = 0; i < 5000 && done_calls == before; i++)
 			pump_until(d, NULL, 2);
 		pthread_mutex_lock(&lock);
 		tap_is_uint(fake.creates, creates + 1, "offered to the compositor");
