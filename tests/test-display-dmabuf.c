@@ -46,6 +46,7 @@ struct fake {
 	const uint16_t *tranche;
 	size_t tranche_len;
 	uint32_t refuse_offset; /* imports with this plane-0 offset get `failed` */
+	uint32_t table_extra_bytes; /* declared table size beyond the file's */
 
 	/* What the client did. */
 	unsigned creates, create_immeds, params_fds, buffers_destroyed, commits, feedbacks;
@@ -216,7 +217,9 @@ static void send_feedback(struct wl_resource *r)
 		if (pwrite(fd, f, 8, (off_t)(i * 16)) != 8 || pwrite(fd, &m, 8, (off_t)(i * 16 + 8)) != 8)
 			abort();
 	}
-	zwp_linux_dmabuf_feedback_v1_send_format_table(r, fd, (uint32_t)size);
+	/* A lying compositor may declare more than the file holds: the sink must not fault. */
+	zwp_linux_dmabuf_feedback_v1_send_format_table(r, fd,
+						       (uint32_t)size + fake.table_extra_bytes);
 	close(fd);
 	wl_array_init(&dev);
 	*(dev_t *)wl_array_add(&dev, sizeof(dev_t)) = main_dev;
@@ -825,7 +828,8 @@ static const uint64_t table1[][2] = {
 	{ DRM_FORMAT_XRGB8888, I915_FORMAT_MOD_X_TILED },
 	{ DRM_FORMAT_NV12, DRM_FORMAT_MOD_LINEAR },
 };
-static const uint16_t tranche1[] = { 1, 0, 2, 999 /* out of range: ignored */ };
+static const uint16_t tranche1[] = { 1, 0, 2, 999 /* out of range: ignored */,
+				     300 /* inside the declared size, past the file: ignored */ };
 static const uint64_t table2[][2] = {
 	{ DRM_FORMAT_NV12, DRM_FORMAT_MOD_LINEAR },
 	{ DRM_FORMAT_ABGR8888, DRM_FORMAT_MOD_LINEAR },
@@ -851,6 +855,7 @@ int main(void)
 	fake.tranche = tranche1;
 	fake.tranche_len = VGB_ARRAY_SIZE(tranche1);
 	fake.refuse_offset = 8192;
+	fake.table_extra_bytes = 3 * 4096 + 8; /* past the end of the file, and not a multiple of 16 */
 	fake_start();
 	pthread_create(&thread, NULL, serve, NULL);
 
