@@ -60,6 +60,8 @@ static void print_global(const struct vgb_wire_stats_global *g)
 	print_ms("display latency (flush -> presented): p50 ", g->latency_p50_ns);
 	print_ms(", p99 ", g->latency_p99_ns);
 	printf("\n");
+	printf("page faults: %u queues read, %llu groups answered, %llu errors\n", g->fault_queues,
+	       (unsigned long long)g->fault_groups, (unsigned long long)g->fault_errors);
 }
 
 static void print_client(const struct vgb_wire_stats_client *r)

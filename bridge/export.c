@@ -303,20 +303,25 @@ static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *lay
 	return 0;
 }
 
-int vgb_export_cpu_view(struct vgb_export *e, const struct vgb_blob_layout *layout)
+int vgb_export_cpu_view_limited(struct vgb_export *e, const struct vgb_blob_layout *layout,
+				size_t max_mmaps, uint64_t max_copy_bytes)
 {
-	int r;
+	int r = -E2BIG;
 
 	if (e->cpu)
 		return 0;
-	r = build_mapping(e, layout);
-	if (r == 0)
-		return 0;
-	if (r == -ENOMEM)
-		return r;
+	if (layout->n_segs <= max_mmaps) {
+		r = build_mapping(e, layout);
+		if (r == 0)
+			return 0;
+		if (r == -ENOMEM)
+			return r;
+	}
 	vgb_log_errno(VGB_LOG_DEBUG, r, "blob of %zu segments: no mapped view, copying",
 		      layout->n_segs);
 	drop_cpu_view(e);
+	if (VGB_ALIGN_UP(layout->size, VGB_PAGE_SIZE) > max_copy_bytes)
+		return -E2BIG;
 	r = make_host_buffer(e, layout->size);
 	if (r < 0)
 		return r;
@@ -327,6 +332,11 @@ int vgb_export_cpu_view(struct vgb_export *e, const struct vgb_blob_layout *layo
 		return r;
 	}
 	return 0;
+}
+
+int vgb_export_cpu_view(struct vgb_export *e, const struct vgb_blob_layout *layout)
+{
+	return vgb_export_cpu_view_limited(e, layout, SIZE_MAX, UINT64_MAX);
 }
 
 int vgb_export_refresh(struct vgb_export *e, const struct vgb_blob_layout *layout, uint64_t off,

@@ -85,6 +85,15 @@ int vgb_export_plan(const struct vgb_blob_layout *layout, struct vgb_export **re
  */
 int vgb_export_cpu_view(struct vgb_export *e, const struct vgb_blob_layout *layout);
 
+/*
+ * vgb_export_cpu_view() within budgets, for callers that must bound what a guest can make
+ * them hold: a mapping only when it takes at most @max_mmaps mmap calls (one per segment),
+ * else a copy; a copy only of at most @max_copy_bytes. Returns 0, -E2BIG when neither fits,
+ * or -errno.
+ */
+int vgb_export_cpu_view_limited(struct vgb_export *e, const struct vgb_blob_layout *layout,
+				size_t max_mmaps, uint64_t max_copy_bytes);
+
 /* Re-reads [@off, @off + @len) (clipped to the blob) into a copy view. No-op for mappings. */
 int vgb_export_refresh(struct vgb_export *e, const struct vgb_blob_layout *layout, uint64_t off,
 		       uint64_t len);

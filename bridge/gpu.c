@@ -44,6 +44,12 @@ struct resource {
 	/* 2D: host memory; blob: the current export (NULL after a drop, until re-planned). */
 	struct vgb_export *exp;
 	uint64_t size;
+	/* what the current export's CPU view was charged against the client's budgets */
+	uint64_t charged_bytes;
+	size_t charged_mmaps;
+	/* Reading its memory failed with -EIO (a BAR whose memory decode the guest turned off,
+	 * a view faulting in the sink's guarded copy): re-plan on next use, never keep it. */
+	bool faulted;
 };
 
 struct scanout {
@@ -84,7 +90,8 @@ struct vgb_gpu {
 	struct vgb_gpu_config cfg;
 	struct resource **res;
 	size_t n_res;
-	uint64_t host_bytes;
+	uint64_t host_bytes;   /* 2D host memory and copied views */
+	size_t view_mmaps;     /* mmaps of mapped views */
 	struct scanout scanouts[VIRTIO_GPU_MAX_SCANOUTS];
 	struct pending *pending_head, **pending_tail;
 	struct frame_token *tokens;
@@ -109,6 +116,7 @@ void vgb_gpu_limits_init(struct vgb_gpu_limits *ret)
 		.max_blob_bytes = VGB_BLOB_DEFAULT_MAX_BYTES,
 		.max_resources = 1024,
 		.max_host_bytes = 1ull << 30,
+		.max_view_mmaps = 8192,
 		.num_scanouts = 1,
 		.display_width = 1280,
 		.display_height = 800,
@@ -134,6 +142,31 @@ static uint64_t gen_key(const struct vgb_blob_layout *layout)
 		if (layout->segs[i].kind == VGB_MEMMAP_VFIO)
 			key += layout->segs[i].dev->generation;
 	return key;
+}
+
+/*
+ * Whether the BARs under @layout are decoded now (vgb_vfio_check_decode(), once per run of
+ * segments on the same device and region). The guest can turn memory decode off at any time:
+ * the kernel then revokes the dmabuf and a CPU view of the BAR faults.
+ * Returns 0, -EIO when decode is off, or the config read's -errno.
+ */
+static int check_decode(const struct vgb_blob_layout *layout)
+{
+	const struct vgb_blob_segment *last = NULL;
+
+	for (size_t i = 0; i < layout->n_segs; i++) {
+		const struct vgb_blob_segment *s = &layout->segs[i];
+		int r;
+
+		if (s->kind != VGB_MEMMAP_VFIO ||
+		    (last && last->dev == s->dev && last->region == s->region))
+			continue;
+		r = vgb_vfio_check_decode(s->dev, s->region);
+		if (r < 0)
+			return r;
+		last = s;
+	}
+	return 0;
 }
 
 /* Forgets buffer ids handed out for @exp (NULL: for any export of @res_id) on our scanouts. */
@@ -167,6 +200,10 @@ static void drop_export(struct vgb_gpu *gpu, struct resource *res)
 	if (!res->exp)
 		return;
 	forget_buffers(gpu, res->id);
+	gpu->host_bytes -= res->charged_bytes;
+	gpu->view_mmaps -= res->charged_mmaps;
+	res->charged_bytes = 0;
+	res->charged_mmaps = 0;
 	if (res->is_blob && res->exp->strategy < VGB_EXPORT_COUNT)
 		gpu->stats.blobs_by_strategy[res->exp->strategy]--;
 	vgb_export_unref(res->exp);
@@ -224,10 +261,13 @@ static int ensure_export(struct vgb_gpu *gpu, struct resource *res)
 	if (res->invalid || !res->layout)
 		return -ESTALE;
 	key = gen_key(res->layout);
-	if (res->exp && key != res->gen_key) {
+	r = check_decode(res->layout);
+	if (res->exp && (key != res->gen_key || res->faulted || r < 0)) {
 		gpu->stats.exports_dropped++;
 		drop_export(gpu, res);
 	}
+	if (r < 0)
+		return r; /* decode off: no export and no view until the guest turns it back on */
 	if (res->exp)
 		return 0;
 	r = vgb_export_plan(res->layout, &e, &report);
@@ -236,16 +276,21 @@ static int ensure_export(struct vgb_gpu *gpu, struct resource *res)
 	if (report.unexpected && !res->warned) {
 		res->warned = true;
 		gpu->stats.export_failures++;
-		vgb_log(VGB_LOG_WARN, "blob %u: export failed unexpectedly (vfio: %s, udmabuf: %s), "
-			"using %s", res->id, report.vfio_err ? strerror(-report.vfio_err) : "-",
-			report.udmabuf_err ? strerror(-report.udmabuf_err) : "-",
-			vgb_export_strategy_name(e->strategy));
+		/* Once per blob, and rate-limited: a guest can create many blobs. */
+		vgb_log_ratelimited(VGB_LOG_WARN,
+				    "blob %u: export failed unexpectedly (vfio: %s, udmabuf: %s), "
+				    "using %s", res->id,
+				    report.vfio_err ? strerror(-report.vfio_err) : "-",
+				    report.udmabuf_err ? strerror(-report.udmabuf_err) : "-",
+				    vgb_export_strategy_name(e->strategy));
 	} else {
 		vgb_log(VGB_LOG_DEBUG, "blob %u: %s (vfio %d, udmabuf %d)", res->id,
 			vgb_export_strategy_name(e->strategy), report.vfio_err, report.udmabuf_err);
 	}
 	res->exp = e;
 	res->gen_key = key;
+	/* Decode off (-EIO): this plan lacks the dmabuf only for now; try again next time. */
+	res->faulted = report.vfio_err == -EIO;
 	gpu->stats.blobs_by_strategy[e->strategy]++;
 	gpu->stats.exports_by_strategy[e->strategy]++;
 	return 0;
@@ -335,11 +380,21 @@ static void deliver(struct vgb_gpu *gpu)
 	gpu->delivering = false;
 }
 
+/* The sink could not read @exp's memory (-EIO): whichever resource shows it re-plans. */
+static void mark_faulted(struct vgb_gpu *gpu, const struct vgb_export *exp)
+{
+	for (size_t i = 0; i < gpu->n_res; i++)
+		if (gpu->res[i]->exp == exp)
+			gpu->res[i]->faulted = true;
+}
+
 static void frame_done(void *data, int status)
 {
 	struct frame_token *t = data;
 	struct vgb_gpu *gpu = t->gpu;
 
+	if (gpu && status == -EIO)
+		mark_faulted(gpu, t->exp);
 	if (gpu) {
 		if (t->prev)
 			t->prev->next = t->next;
@@ -664,9 +719,10 @@ static uint32_t cmd_create_blob(struct ctx *c)
 	}
 	gpu->stats.blob_segments += layout->n_segs;
 	gpu->stats.segments_merged += layout->merged;
-	/* Plan now: the VMM may ask for the dmabuf before any scanout shows the blob. */
+	/* Plan now: the VMM may ask for the dmabuf before any scanout shows the blob. With
+	 * memory decode off (-EIO) the blob is still valid: it is planned on first use. */
 	r = ensure_export(gpu, res);
-	if (r < 0) {
+	if (r < 0 && r != -EIO) {
 		remove_res(gpu, res);
 		return host_err(r);
 	}
@@ -795,9 +851,21 @@ static int present(struct ctx *c, unsigned s, struct resource *res, const struct
 		r = ensure_export(gpu, res);
 		if (r < 0)
 			return r;
-		r = vgb_export_cpu_view(res->exp, res->layout);
-		if (r < 0)
-			return r;
+		if (!res->exp->cpu) {
+			const struct vgb_gpu_limits *l = &gpu->cfg.limits;
+			struct vgb_export *e = res->exp;
+
+			r = vgb_export_cpu_view_limited(
+				e, res->layout, l->max_view_mmaps - VGB_MIN(gpu->view_mmaps,
+									    l->max_view_mmaps),
+				l->max_host_bytes - VGB_MIN(gpu->host_bytes, l->max_host_bytes));
+			if (r < 0)
+				return r;
+			res->charged_mmaps = e->segmap ? e->segmap->n_mmaps : 0;
+			res->charged_bytes = e->cpu_is_copy ? e->map_size : 0;
+			gpu->view_mmaps += res->charged_mmaps;
+			gpu->host_bytes += res->charged_bytes;
+		}
 		if (res->exp->cpu_is_copy) {
 			/* Only the damaged rows need re-reading. */
 			uint64_t off = so->offset + (uint64_t)damage->y * so->stride;
@@ -874,6 +942,8 @@ static int present(struct ctx *c, unsigned s, struct resource *res, const struct
 			gpu->tokens = t->next;
 		if (t->next)
 			t->next->prev = t->prev;
+		if (r == -EIO)
+			res->faulted = true;
 		vgb_export_unref(t->exp);
 		free(t);
 		gpu->stats.present_errors++;
@@ -921,9 +991,14 @@ static uint32_t cmd_flush(struct ctx *c)
 			damage = (struct vgb_rect){ (uint32_t)(x0 - so->r.x), (uint32_t)(y0 - so->r.y),
 						    (uint32_t)(x1 - x0), (uint32_t)(y1 - y0) };
 		r = present(c, s, res, &damage);
+		if (r == -EIO)
+			res->faulted = true; /* e.g. memory decode off: no view now, maybe later */
 		if (r == -ESTALE)
 			return GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
 					 "blob %u lost its memory window", res->id);
+		if (r == -E2BIG)
+			return GUEST_ERR(VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY,
+					 "blob %u: no room left for its CPU view", res->id);
 		if (r < 0) {
 			vgb_log_ratelimited(VGB_LOG_WARN, "flush of %u: %s", res->id, strerror(-r));
 			return host_err(r);

@@ -41,7 +41,11 @@ struct vgb_gpu_limits {
 	uint32_t max_entries;      /* per blob or backing; default 16384 */
 	uint64_t max_blob_bytes;   /* per blob or 2D resource; default 256 MiB */
 	uint32_t max_resources;    /* per client; default 1024 */
-	uint64_t max_host_bytes;   /* host memory of all 2D resources of a client; default 1 GiB */
+	/* host memory of a client: 2D resources and copied CPU views; default 1 GiB */
+	uint64_t max_host_bytes;
+	/* mmaps held by a client's mapped CPU views (the process has ~65530); default 8192.
+	 * A blob whose view would need more is copied instead. */
+	uint32_t max_view_mmaps;
 	uint32_t num_scanouts;     /* 1..16; default 1 */
 	uint32_t display_width;    /* reported by GET_DISPLAY_INFO; default 1280 */
 	uint32_t display_height;   /* default 800 */
@@ -159,7 +163,7 @@ struct vgb_gpu_stats {
 	uint64_t blob_segments;                  /* segments after merging, cumulative */
 	uint64_t segments_merged;                /* segments merged away, cumulative */
 	uint64_t blobs_invalidated;              /* by window removal */
-	uint64_t exports_dropped;                /* by device reset (generation change) */
+	uint64_t exports_dropped;                /* by device reset, memory decode off, a failed read */
 	uint64_t flushes;
 	uint64_t frames_presented;               /* vgb_display_present() accepted */
 	uint64_t present_errors;

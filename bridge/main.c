@@ -148,8 +148,11 @@ static int create_display(const char *spec, struct vgb_display **ret)
 	}
 	if (strcmp(spec, "null") == 0)
 		return vgb_display_create_null(ret);
-	if (strcmp(spec, "wayland") == 0)
-		return vgb_display_create_wayland(NULL, NULL, ret);
+	if (strcmp(spec, "wayland") == 0) {
+		/* A compositor that goes away (restart, crash) is retried every second. */
+		struct vgb_display_options o = { .reconnect_ms = 1000 };
+		return vgb_display_create_wayland(NULL, &o, ret);
+	}
 	if (strncmp(spec, "capture:", 8) == 0 && spec[8])
 		return vgb_display_create_capture(spec + 8, ret);
 	return -EINVAL;

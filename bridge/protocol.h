@@ -208,8 +208,14 @@ struct vgb_wire_stats_global {
 	uint64_t latency_p99_ns;
 	uint32_t display_connected;
 	uint32_t n_clients;            /* rows that follow */
+	/* I/O page faults of cdev-opened devices (vfio/iommufd.c) */
+	uint32_t fault_queues;         /* queues being read now */
+	uint32_t reserved;             /* 0 */
+	uint64_t fault_groups;         /* groups read and answered, since start */
+	uint64_t fault_errors;         /* refused responses, malformed or short reads, oversized */
 };
-_Static_assert(sizeof(struct vgb_wire_stats_global) == 112, "stats global size");
+_Static_assert(sizeof(struct vgb_wire_stats_global) == 136, "stats global size");
+_Static_assert(offsetof(struct vgb_wire_stats_global, fault_groups) == 120, "stats.fault_groups");
 
 #define VGB_WIRE_STATS_COMMANDS 16u
 
@@ -250,7 +256,7 @@ struct vgb_wire_stats_client {
 	 * 11 MOVE_CURSOR, 12 any other; 13..15 are 0. */
 	uint64_t commands[VGB_WIRE_STATS_COMMANDS];
 };
-_Static_assert(sizeof(struct vgb_wire_stats_client) == 32 + 22 * 8 + 128, "stats client size");
+_Static_assert(sizeof(struct vgb_wire_stats_client) == 336, "stats client size (docs/protocol.md)");
 _Static_assert(offsetof(struct vgb_wire_stats_client, requests) == 32, "stats.requests");
 _Static_assert(offsetof(struct vgb_wire_stats_client, commands) == 208, "stats.commands");
 

@@ -17,6 +17,7 @@
 #include "protocol.h"
 #include "server.h"
 #include "vgb/display.h"
+#include "vgb/iommufd.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
 #include "vgb/vfio.h"
@@ -27,6 +28,7 @@ enum source_kind {
 	SOURCE_SIGNAL,
 	SOURCE_DISPLAY,
 	SOURCE_CLIENT,
+	SOURCE_FAULTS,
 };
 
 struct source {
@@ -104,6 +106,10 @@ struct vgb_server {
 	struct vgb_vfio_device **devices; /* daemon devices, ids 1..n_devices */
 	uint32_t n_devices;
 
+	/* I/O page-fault queues of cdev-opened devices, daemon's and clients' (see watch_faults) */
+	struct fault_watch *fault_watches;
+	struct vgb_iommufd_fault_stats faults_retired; /* of devices already gone */
+
 	uint8_t *rxbuf; /* opts.max_msg */
 	bool stopping;
 	uint64_t start_ns;
@@ -114,8 +120,9 @@ struct vgb_server {
 #define MAX_OUTQ 1024u
 /* Requests handled per client per wakeup, so one busy client cannot starve the others. */
 #define BATCH 32
-/* Bound on a STATS reply, well under the default socket buffer (a packet must fit it). */
-#define STATS_MAX_REPLY (64u << 10)
+/* Rows in a STATS reply (docs/protocol.md): 200 keep it near 64 KiB, well under the default
+ * socket buffer that a packet must fit. Rows beyond are left out; n_clients says how many follow. */
+#define STATS_MAX_ROWS 200u
 
 static const struct vgb_server_options defaults = {
 	.max_clients = 64,
@@ -339,6 +346,130 @@ static void fence_done(void *data, uint64_t cookie, const void *resp, size_t len
 
 /* ---- client lifetime ---- */
 
+/*
+ * ---- I/O page faults (issue: iommufd) ----
+ * A device opened through its VFIO cdev may come with a fault queue (vgb_vfio_device_fault_queue):
+ * its fd joins the loop, every group read is answered (INVALID: the daemon resolves no faults),
+ * and the counts go to STATS. A watch outlives its device until the end of the dispatch round,
+ * so an event already fetched for it is skipped rather than used after free.
+ */
+struct fault_watch {
+	struct source src;
+	struct fault_watch *next;
+	struct vgb_vfio_device *dev;       /* NULL once unwatched */
+	struct vgb_iommufd_fault_queue *q;
+	bool polling;
+};
+
+static void watch_faults(struct vgb_server *s, struct vgb_vfio_device *dev)
+{
+	struct vgb_iommufd_fault_queue *q = vgb_vfio_device_fault_queue(dev);
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct fault_watch *w;
+
+	if (!q)
+		return;
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		/* Still usable: the kernel answers the device's faults when it is destroyed. */
+		vgb_log(VGB_LOG_WARN, "device %s: no memory to watch its page faults", dev->name);
+		return;
+	}
+	w->src.kind = SOURCE_FAULTS;
+	w->dev = dev;
+	w->q = q;
+	ev.data.ptr = &w->src;
+	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, vgb_iommufd_fault_queue_fd(q), &ev) == 0)
+		w->polling = true;
+	else
+		vgb_log(VGB_LOG_WARN, "device %s: cannot poll its page faults: %s", dev->name,
+			strerror(errno));
+	w->next = s->fault_watches;
+	s->fault_watches = w;
+}
+
+static void fault_stats_add(struct vgb_iommufd_fault_stats *sum,
+			    const struct vgb_iommufd_fault_stats *st)
+{
+	sum->groups += st->groups;
+	sum->records += st->records;
+	sum->response_errors += st->response_errors;
+	sum->malformed += st->malformed;
+	sum->short_reads += st->short_reads;
+	sum->oversized += st->oversized;
+}
+
+/* Before @dev is destroyed: stop polling, keep its counts. */
+static void unwatch_faults(struct vgb_server *s, struct vgb_vfio_device *dev)
+{
+	for (struct fault_watch *w = s->fault_watches; w; w = w->next) {
+		struct vgb_iommufd_fault_stats st;
+
+		if (w->dev != dev)
+			continue;
+		if (w->polling)
+			epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, vgb_iommufd_fault_queue_fd(w->q), NULL);
+		vgb_iommufd_fault_queue_get_stats(w->q, &st);
+		fault_stats_add(&s->faults_retired, &st);
+		w->polling = false;
+		w->dev = NULL;
+		w->q = NULL;
+	}
+}
+
+static void free_unwatched(struct vgb_server *s)
+{
+	struct fault_watch **pp = &s->fault_watches;
+
+	while (*pp) {
+		struct fault_watch *w = *pp;
+		if (w->dev) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		free(w);
+	}
+}
+
+static void handle_faults(struct vgb_server *s, struct fault_watch *w)
+{
+	int r;
+
+	if (!w->dev || !w->polling)
+		return;
+	r = vgb_iommufd_fault_queue_dispatch(w->q);
+	if (r == -EMSGSIZE) {
+		/* It cannot make progress; polling it would spin. Its groups are answered when the
+		 * device goes. */
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, vgb_iommufd_fault_queue_fd(w->q), NULL);
+		w->polling = false;
+		vgb_log(VGB_LOG_WARN, "device %s: a page-fault group too large to read; "
+			"no longer reading its faults", w->dev->name);
+	} else if (r < 0) {
+		vgb_log_ratelimited(VGB_LOG_WARN, "device %s: page faults: %s", w->dev->name,
+				    strerror(-r));
+	}
+}
+
+/* Counts of every fault queue the daemon has had. */
+static void fault_totals(const struct vgb_server *s, uint32_t *ret_polling,
+			 struct vgb_iommufd_fault_stats *ret)
+{
+	*ret = s->faults_retired;
+	*ret_polling = 0;
+	for (const struct fault_watch *w = s->fault_watches; w; w = w->next) {
+		struct vgb_iommufd_fault_stats st;
+
+		if (!w->dev)
+			continue;
+		vgb_iommufd_fault_queue_get_stats(w->q, &st);
+		fault_stats_add(ret, &st);
+		if (w->polling)
+			(*ret_polling)++;
+	}
+}
+
 static void client_destroy(struct client *c)
 {
 	struct vgb_server *s = c->server;
@@ -357,8 +488,10 @@ static void client_destroy(struct client *c)
 	/* The gpu first: it drops its blobs (and listener) before the map and devices go. */
 	vgb_gpu_destroy(c->gpu);
 	vgb_memmap_destroy(c->map);
-	for (uint32_t i = 0; i < c->n_devices; i++)
+	for (uint32_t i = 0; i < c->n_devices; i++) {
+		unwatch_faults(s, c->devices[i].dev);
 		vgb_vfio_device_destroy(c->devices[i].dev);
+	}
 	free(c->devices);
 	while (c->outq) {
 		struct outmsg *m = c->outq;
@@ -617,6 +750,7 @@ static int do_add_device(struct client *c, struct vgb_msg *msg)
 	rep.caps = dev->caps;
 	rep.num_regions = dev->num_regions;
 	c->n_devices++;
+	watch_faults(s, dev);
 	client_reply(c, msg->hdr.type, msg->hdr.id, 0, &rep, sizeof(rep), NULL, 0);
 	return 1;
 }
@@ -664,6 +798,7 @@ static int do_remove_device(struct client *c, const struct vgb_msg *msg)
 		return -EPERM;
 	/* Its windows go first: the blobs using them become invalid (the gpu's listener). */
 	vgb_memmap_remove_device(c->map, dev);
+	unwatch_faults(c->server, dev);
 	vgb_vfio_device_destroy(dev);
 	c->devices[idx] = c->devices[--c->n_devices];
 	return 0;
@@ -807,13 +942,8 @@ static int do_stats(struct client *c, const struct vgb_msg *msg)
 	uint8_t *buf;
 
 	memcpy(&m, msg->payload, sizeof(m));
-	max_rows = (m.flags & VGB_STATS_SELF_ONLY) ? 1 : s->n_clients;
+	max_rows = (m.flags & VGB_STATS_SELF_ONLY) ? 1 : VGB_MIN(s->n_clients, STATS_MAX_ROWS);
 	len = sizeof(*g) + max_rows * sizeof(*rows);
-	/* Rows beyond STATS_MAX_REPLY are left out (n_clients says how many follow). */
-	while (len > STATS_MAX_REPLY) {
-		max_rows--;
-		len -= sizeof(*rows);
-	}
 	buf = calloc(1, len);
 	if (!buf)
 		return -ENOMEM;
@@ -841,6 +971,12 @@ static int do_stats(struct client *c, const struct vgb_msg *msg)
 		g->display_connected = ds.connected;
 	} else {
 		snprintf(g->display_name, sizeof(g->display_name), "none");
+	}
+	{
+		struct vgb_iommufd_fault_stats fs;
+		fault_totals(s, &g->fault_queues, &fs);
+		g->fault_groups = fs.groups;
+		g->fault_errors = fs.response_errors + fs.malformed + fs.short_reads + fs.oversized;
 	}
 	if (m.flags & VGB_STATS_SELF_ONLY) {
 		fill_client_stats(c, &rows[n++]);
@@ -1047,6 +1183,9 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 				handle_client(c, evs[i].events);
 			break;
 		}
+		case SOURCE_FAULTS:
+			handle_faults(s, vgb_container_of(src, struct fault_watch, src));
+			break;
 		}
 	}
 	/* The display completes frames (fence_done may run), then fence deadlines. */
@@ -1059,6 +1198,7 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 		if (!c->dead && vgb_gpu_next_timeout_ms(c->gpu) == 0)
 			vgb_gpu_dispatch_timeouts(c->gpu);
 	reap_dead(s);
+	free_unwatched(s);
 	return 0;
 }
 
@@ -1212,6 +1352,7 @@ int vgb_server_add_device(struct vgb_server *s, struct vgb_vfio_device *dev)
 		return -ENOMEM;
 	s->devices = d;
 	d[s->n_devices++] = dev;
+	watch_faults(s, dev);
 	return (int)s->n_devices;
 }
 
@@ -1258,9 +1399,12 @@ void vgb_server_destroy(struct vgb_server *s)
 	}
 	if (s->signal_fd >= 0)
 		close(s->signal_fd);
-	for (uint32_t i = 0; i < s->n_devices; i++)
+	for (uint32_t i = 0; i < s->n_devices; i++) {
+		unwatch_faults(s, s->devices[i]);
 		vgb_vfio_device_destroy(s->devices[i]);
+	}
 	free(s->devices);
+	free_unwatched(s);
 	if (s->epoll_fd >= 0)
 		close(s->epoll_fd);
 	free(s->rxbuf);

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "display-private.h"
+#include "vgb/guard.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
 
@@ -129,6 +130,7 @@ static int capture_present(struct vgb_display *d, const struct vgb_frame *frame)
 	const uint8_t *pixels;
 	uint32_t stride;
 	void *map = MAP_FAILED;
+	uint8_t *copy = NULL;
 	size_t map_len = 0;
 	char name[64];
 	uLong crc;
@@ -156,6 +158,22 @@ static int capture_present(struct vgb_display *d, const struct vgb_frame *frame)
 		stride = b->stride[0];
 	}
 
+	/*
+	 * One guarded copy of the rows first: the view may be a BAR the guest stops decoding, or
+	 * a mapping revoked under us, and a fault there must fail this frame, not kill us.
+	 */
+	copy = malloc((size_t)frame->width * 4 * frame->height);
+	if (!copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = vgb_guarded_copy_2d(copy, (size_t)frame->width * 4, pixels, stride,
+				(size_t)frame->width * 4, frame->height);
+	if (r < 0)
+		goto out;
+	pixels = copy;
+	stride = frame->width * 4;
+
 	crc = crc32(0L, Z_NULL, 0);
 	for (uint32_t y = 0; y < frame->height; y++)
 		crc = crc32(crc, pixels + (size_t)y * stride, frame->width * 4);
@@ -177,6 +195,7 @@ static int capture_present(struct vgb_display *d, const struct vgb_frame *frame)
 	s->stats.last_path = VGB_PATH_CAPTURE;
 	r = 0;
 out:
+	free(copy);
 	if (map != MAP_FAILED)
 		munmap(map, map_len);
 	if (r == 0)

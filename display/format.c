@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vgb/display.h"
+#include "vgb/guard.h"
 #include "vgb/util.h"
 
 /* VIRTIO_GPU_FORMAT_* name memory byte order; DRM fourccs name a little-endian word. */
@@ -95,17 +96,19 @@ void vgb_format_to_rgba(uint32_t fourcc, uint32_t px, uint8_t ret_rgba[4])
 	ret_rgba[3] = a;
 }
 
-void vgb_copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
-		   const struct vgb_rect *rect, uint32_t bpp)
+int vgb_copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
+		  const struct vgb_rect *rect, uint32_t bpp)
 {
 	size_t row = (size_t)rect->width * bpp;
 	size_t xoff = (size_t)rect->x * bpp;
 
 	if (row == 0 || rect->height == 0)
-		return;
-	for (uint32_t y = rect->y; y < rect->y + rect->height; y++)
-		memcpy((char *)dst + (size_t)y * dst_stride + xoff,
-		       (const char *)src->data + (size_t)y * src->stride + xoff, row);
+		return 0;
+	/* The view may be a BAR the guest stops decoding, or a dmabuf revoked under us: a fault
+	 * there is a failed frame, not a dead process. */
+	return vgb_guarded_copy_2d((char *)dst + (size_t)rect->y * dst_stride + xoff, dst_stride,
+				   (const char *)src->data + (size_t)rect->y * src->stride + xoff,
+				   src->stride, row, rect->height);
 }
 
 bool vgb_rect_is_empty(const struct vgb_rect *r)

@@ -19,6 +19,8 @@
 
 struct wl_sink;
 struct scanout;
+struct vgb_egl;
+struct vgb_egl_window;
 
 /* One format/modifier pair the compositor listed. */
 struct fmt_pair {
@@ -87,10 +89,14 @@ struct pending_frame {
 	struct vgb_cpu_view cpu;
 	bool has_cpu;
 	bool has_dmabuf;
+	/* Owned duplicate of the dmabuf when there is no CPU view: an import the compositor
+	 * refuses later can still go to the EGL importer. */
+	struct vgb_dmabuf dmabuf_dup;
 	struct vgb_rect damage;
 	enum vgb_present_path path;
 	struct cached_buffer *cb; /* DMABUF and SHM_DIRECT */
 	bool stalled;             /* counted once in stats.stalls */
+	bool copied;              /* SHM_COPY: already in scanout.staged and completed */
 	uint64_t since_ns;
 };
 
@@ -126,6 +132,8 @@ struct scanout {
 	struct pending_frame pending;
 	struct shm_buffer *copy[SHM_COPY_BUFFERS];
 	struct shm_buffer *front; /* the copy buffer written last */
+	struct shm_buffer *staged; /* written, not yet committed: later frames merge into it */
+	struct vgb_egl_window *egl_win; /* while EGL draws this scanout */
 
 	/* Cursor: kept across reconnects. */
 	uint32_t *cursor_argb;
@@ -161,6 +169,9 @@ struct wl_sink {
 	uint32_t shm_formats; /* bit 0: ARGB8888, bit 1: XRGB8888 */
 	struct fmt_set shm_extra;
 
+	struct vgb_egl *egl;     /* the EGL importer, made on first need */
+	bool egl_unavailable;    /* tried, and EGL cannot import dmabufs here */
+
 	bool connected;
 	bool need_flush;
 	uint64_t reconnect_at_ns; /* 0: no timer */
@@ -179,18 +190,25 @@ int wl_sink_flush(struct wl_sink *s);
 void wl_sink_try_commit(struct scanout *so);
 /* An import answered (created or failed): frames waiting on @cb move on (failed: to shm). */
 void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb);
+/* Whether a pending frame waits on @cb. */
+bool wl_sink_cb_is_pending(struct wl_sink *s, struct cached_buffer *cb);
 void wl_sink_lost(struct wl_sink *s);
 uint64_t wl_sink_timeout_ns(struct wl_sink *s);
 
 /* wayland-shm.c */
 int shm_alloc_memfd(size_t size, void **ret_data);
 struct shm_buffer *shm_copy_get(struct scanout *so, const struct pending_frame *p);
-int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p);
+/* Copies @fill of the pending frame's CPU view into @b, after refreshing what changed on
+ * screen since @b was last written from the front buffer. */
+int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p,
+		  const struct vgb_rect *fill);
 void shm_copy_destroy_all(struct scanout *so);
 int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret);
 bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f);
 int shm_cursor_update(struct scanout *so);
 void cached_destroy(struct cached_buffer *cb);
+/* Listens for release on cb->buffer: an uncached (id 0) buffer goes away on release. */
+void cached_listen(struct cached_buffer *cb);
 struct cached_buffer *cached_find(struct wl_sink *s, uint64_t id, enum cached_kind kind);
 
 /* wayland-dmabuf.c */

@@ -114,6 +114,11 @@ static const struct wl_buffer_listener cached_listener = {
 	.release = cached_release,
 };
 
+void cached_listen(struct cached_buffer *cb)
+{
+	wl_buffer_add_listener(cb->buffer, &cached_listener, cb);
+}
+
 int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret)
 {
 	const struct vgb_cpu_view *v = f->cpu;
@@ -196,6 +201,7 @@ void shm_copy_destroy_all(struct scanout *so)
 		so->copy[i] = NULL;
 	}
 	so->front = NULL;
+	so->staged = NULL;
 }
 
 static struct shm_buffer *shm_buffer_create(struct scanout *so, uint32_t w, uint32_t h,
@@ -274,11 +280,20 @@ struct shm_buffer *shm_copy_get(struct scanout *so, const struct pending_frame *
 	return NULL;
 }
 
-int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p)
+static bool rect_contains(const struct vgb_rect *outer, const struct vgb_rect *inner)
+{
+	return (uint64_t)inner->x >= outer->x && (uint64_t)inner->y >= outer->y &&
+	       (uint64_t)inner->x + inner->width <= (uint64_t)outer->x + outer->width &&
+	       (uint64_t)inner->y + inner->height <= (uint64_t)outer->y + outer->height;
+}
+
+int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p,
+		  const struct vgb_rect *fill)
 {
 	struct wl_sink *s = so->sink;
-	struct vgb_rect dmg = p->damage;
+	struct vgb_rect dmg = *fill;
 	struct vgb_rect stale = b->stale;
+	int r;
 
 	if (!p->has_cpu)
 		return -EINVAL;
@@ -286,16 +301,25 @@ int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending
 	 * What changed on screen since this buffer was last written comes from the front buffer
 	 * (the complete latest image), so pixels outside the guest's damage never change.
 	 */
+	if (rect_contains(&dmg, &stale))
+		stale = (struct vgb_rect){ 0 }; /* the guest's damage covers it anyway */
 	if (!vgb_rect_is_empty(&stale) && so->front && so->front != b) {
 		struct vgb_cpu_view front = { .data = so->front->data, .stride = so->front->stride,
 					      .memfd = -1 };
-		vgb_copy_rect(b->data, b->stride, &front, &stale, 4);
+		r = vgb_copy_rect(b->data, b->stride, &front, &stale, 4);
+		if (r < 0)
+			return r;
 		s->stats.bytes_copied += (uint64_t)stale.width * stale.height * 4;
 	} else if (!vgb_rect_is_empty(&stale) && !so->front) {
 		/* Nothing on screen yet: the whole frame comes from the guest. */
 		vgb_rect_union(&dmg, &stale);
 	}
-	vgb_copy_rect(b->data, b->stride, &p->cpu, &dmg, 4);
+	/* A fault in the guest's view (-EIO) fails the frame; this buffer keeps its stale area. */
+	r = vgb_copy_rect(b->data, b->stride, &p->cpu, &dmg, 4);
+	if (r < 0) {
+		vgb_rect_union(&b->stale, &dmg);
+		return r;
+	}
 	s->stats.bytes_copied += (uint64_t)dmg.width * dmg.height * 4;
 	s->stats.copies++;
 	b->stale = (struct vgb_rect){ 0 };

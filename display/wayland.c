@@ -17,6 +17,9 @@
 #include "vgb/log.h"
 #include "vgb/util.h"
 #include "wayland-private.h"
+#ifdef VGB_HAVE_EGL
+#include "egl.h"
+#endif
 
 #define DEFAULT_TIMEOUT_MS 1000
 
@@ -132,6 +135,79 @@ static const struct wp_presentation_feedback_listener feedback_listener = {
 	.discarded = feedback_discarded,
 };
 
+/* ---- pending frames ---- */
+
+/* Forgets the pending frame without completing it (its completion moved elsewhere). */
+static void pending_clear(struct pending_frame *p)
+{
+	p->valid = false;
+	p->cb = NULL;
+	vgb_dmabuf_finish(&p->dmabuf_dup);
+}
+
+/* Completes the pending frame with @status and forgets it. */
+static void pending_finish(struct pending_frame *p, int status)
+{
+	struct vgb_frame f = p->f;
+
+	pending_clear(p);
+	vgb_frame_complete(&f, status);
+}
+
+#ifdef VGB_HAVE_EGL
+/* Draws @buf through the EGL importer: one GPU copy. Returns 0 or -errno. */
+static int egl_show(struct scanout *so, const struct vgb_dmabuf *buf, uint32_t width,
+		    uint32_t height)
+{
+	struct wl_sink *s = so->sink;
+	int r;
+
+	if (s->egl_unavailable)
+		return -EOPNOTSUPP;
+	if (!s->egl) {
+		r = vgb_egl_create(s->display, &s->egl);
+		if (r < 0) {
+			s->egl_unavailable = true;
+			return r;
+		}
+	}
+	if (!vgb_egl_can_import(s->egl, buf->fourcc, buf->modifier))
+		return -EOPNOTSUPP;
+	if (so->egl_win) {
+		/* A new size needs a new window surface. */
+		vgb_egl_window_destroy(so->egl_win);
+		so->egl_win = NULL;
+	}
+	r = vgb_egl_window_create(s->egl, so->surface, width, height, &so->egl_win);
+	if (r < 0)
+		return r;
+	r = vgb_egl_window_draw(so->egl_win, buf);
+	if (r < 0)
+		return r;
+	s->stats.commits++;
+	s->stats.frames_presented++;
+	s->stats.last_path = VGB_PATH_EGL;
+	return wl_sink_flush(s);
+}
+#else
+static int egl_show(struct scanout *so, const struct vgb_dmabuf *buf, uint32_t width,
+		    uint32_t height)
+{
+	return -EOPNOTSUPP;
+}
+#endif
+
+/* The last resort for a pending frame whose dmabuf was refused and that has no CPU view. */
+static void pending_to_egl(struct scanout *so)
+{
+	struct pending_frame *p = &so->pending;
+	int r = -EOPNOTSUPP;
+
+	if (p->dmabuf_dup.n_planes > 0 && so->configured)
+		r = egl_show(so, &p->dmabuf_dup, p->f.width, p->f.height);
+	pending_finish(p, r);
+}
+
 /* ---- scanout windows ---- */
 
 static void frame_done(void *data, struct wl_callback *cb, uint32_t time)
@@ -208,12 +284,15 @@ static void scanout_drop_window(struct scanout *so, int status)
 {
 	struct pending_frame *p = &so->pending;
 
-	if (p->valid) {
-		p->valid = false;
-		vgb_frame_complete(&p->f, status);
-	}
+	if (p->valid)
+		pending_finish(p, status);
 	p->cb = NULL;
+#ifdef VGB_HAVE_EGL
+	vgb_egl_window_destroy(so->egl_win);
+	so->egl_win = NULL;
+#endif
 	if (so->frame_rec) {
+		so->sink->stats.frames_lost++;
 		rec_complete(so->frame_rec, status);
 		rec_destroy(so->frame_rec);
 	}
@@ -294,6 +373,7 @@ static int scanout_get(struct wl_sink *s, uint32_t index, struct scanout **ret)
 			return -ENOMEM;
 		so->sink = s;
 		so->index = index;
+		vgb_dmabuf_init(&so->pending.dmabuf_dup);
 		s->scanouts[index] = so;
 	}
 	if (!so->surface) {
@@ -349,6 +429,15 @@ static bool route_to_shm(struct wl_sink *s, struct pending_frame *p)
 	return true;
 }
 
+bool wl_sink_cb_is_pending(struct wl_sink *s, struct cached_buffer *cb)
+{
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		if (s->scanouts[i] && s->scanouts[i]->pending.valid &&
+		    s->scanouts[i]->pending.cb == cb)
+			return true;
+	return false;
+}
+
 void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb)
 {
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {
@@ -356,8 +445,7 @@ void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb)
 		if (!so || !so->pending.valid || so->pending.cb != cb)
 			continue;
 		if (cb->state == CACHED_FAILED && !route_to_shm(s, &so->pending)) {
-			so->pending.valid = false;
-			vgb_frame_complete(&so->pending.f, -EOPNOTSUPP);
+			pending_to_egl(so);
 			continue;
 		}
 		wl_sink_try_commit(so);
@@ -374,6 +462,7 @@ void wl_sink_try_commit(struct scanout *so)
 	struct present_rec *rec;
 	struct shm_buffer *sb = NULL;
 	struct vgb_rect dmg;
+	struct vgb_frame copied = { 0 };
 
 	if (!p->valid || !s->connected || !so->surface || !so->configured || so->frame_cb)
 		return;
@@ -382,20 +471,24 @@ void wl_sink_try_commit(struct scanout *so)
 		if (p->cb->state == CACHED_IMPORTING)
 			return; /* created/failed will call us again */
 		if (p->cb->state == CACHED_FAILED && !route_to_shm(s, p)) {
-			p->valid = false;
-			vgb_frame_complete(&p->f, -EOPNOTSUPP);
+			pending_to_egl(so);
 			return;
 		}
 	}
 
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
-		p->valid = false;
-		vgb_frame_complete(&p->f, -ENOMEM);
+		pending_finish(p, -ENOMEM);
 		return;
 	}
 
-	if (p->path == VGB_PATH_SHM_COPY) {
+	if (p->path == VGB_PATH_SHM_COPY && p->copied) {
+		/* Copied at present time (invariant: staged is set while copied). */
+		sb = so->staged;
+		so->staged = NULL;
+		buffer = sb->buffer;
+		sb->busy = true;
+	} else if (p->path == VGB_PATH_SHM_COPY) {
 		int r;
 		sb = shm_copy_get(so, p);
 		if (!sb) {
@@ -407,13 +500,14 @@ void wl_sink_try_commit(struct scanout *so)
 			free(rec);
 			return;
 		}
-		r = shm_copy_fill(so, sb, p);
+		r = shm_copy_fill(so, sb, p, &p->damage);
 		if (r < 0) {
 			free(rec);
-			p->valid = false;
-			vgb_frame_complete(&p->f, r);
+			pending_finish(p, r);
 			return;
 		}
+		if (so->staged == sb)
+			so->staged = NULL;
 		buffer = sb->buffer;
 		sb->busy = true;
 	} else {
@@ -425,8 +519,8 @@ void wl_sink_try_commit(struct scanout *so)
 	rec->flush_ns = p->f.flush_ns;
 	rec->deadline_ns = vgb_now_ns() + timeout_ns(s);
 	if (p->path == VGB_PATH_SHM_COPY) {
-		/* The copy is done: the guest's memory is no longer needed. */
-		vgb_frame_complete(&p->f, 0);
+		/* The copy is done: the guest's memory is no longer needed (completed below). */
+		copied = p->f;
 	} else {
 		rec->done = p->f.done;
 		rec->done_data = p->f.done_data;
@@ -454,9 +548,10 @@ void wl_sink_try_commit(struct scanout *so)
 	wl_surface_commit(so->surface);
 	s->stats.commits++;
 	s->stats.last_path = p->path;
-	p->valid = false;
-	p->cb = NULL;
-	if (wl_sink_flush(s) < 0)
+	pending_clear(p);
+	/* Last: the callback may present again. */
+	vgb_frame_complete(&copied, 0);
+	if (s->connected && wl_sink_flush(s) < 0)
 		wl_sink_lost(s);
 }
 
@@ -468,6 +563,8 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 	struct scanout *so;
 	struct pending_frame next = { .valid = true };
 	int r;
+
+	vgb_dmabuf_init(&next.dmabuf_dup);
 
 	r = vgb_frame_check(frame);
 	if (r < 0)
@@ -499,13 +596,77 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 			next.cb = cb;
 		}
 	}
-	if (next.path == VGB_PATH_NONE && !route_to_shm(s, &next))
-		return -EOPNOTSUPP;
+	if (next.path == VGB_PATH_NONE && !route_to_shm(s, &next)) {
+		/* No CPU view and a dmabuf the compositor will not take: the EGL importer. */
+		if (!frame->dmabuf || !so->configured)
+			return -EOPNOTSUPP;
+		if (so->pending.valid) {
+			s->stats.frames_dropped++;
+			pending_finish(&so->pending, -ECANCELED);
+		}
+		r = egl_show(so, frame->dmabuf, frame->width, frame->height);
+		if (r < 0)
+			return r == -EPIPE ? (wl_sink_lost(s), -EPIPE) : -EOPNOTSUPP;
+		vgb_frame_complete(frame, 0);
+		return 0;
+	}
+	if (next.path == VGB_PATH_DMABUF && !next.has_cpu) {
+		/* Kept for the EGL importer, should the compositor answer `failed`. */
+		r = vgb_dmabuf_dup(frame->dmabuf, &next.dmabuf_dup);
+		if (r < 0)
+			return r;
+	}
+#ifdef VGB_HAVE_EGL
+	if (so->egl_win) {
+		/* Back to our own buffers on this surface. */
+		vgb_egl_window_destroy(so->egl_win);
+		so->egl_win = NULL;
+	}
+#endif
 
+	/*
+	 * What this frame must copy: its own damage, plus the damage of a replaced frame that was
+	 * never copied (read from this, the latest, view). What the commit damages: everything
+	 * since the last commit.
+	 */
+	struct vgb_rect fill = next.damage;
 	if (so->pending.valid) {
+		if (!so->pending.copied)
+			vgb_rect_union(&fill, &so->pending.damage);
+		vgb_rect_union(&next.damage, &so->pending.damage);
+	}
+
+	/*
+	 * The copy path copies now when a buffer is free, so the guest's memory is released (and
+	 * a fenced flush completes) without waiting for the compositor's pacing; frames that
+	 * arrive before the commit merge into the same staged buffer.
+	 */
+	bool complete_now = false;
+	if (next.path == VGB_PATH_SHM_COPY && so->configured) {
+		struct shm_buffer *sb = so->staged;
+		if (!sb || sb->width != frame->width || sb->height != frame->height ||
+		    sb->fourcc != frame->fourcc)
+			sb = shm_copy_get(so, &next);
+		if (sb && shm_copy_fill(so, sb, &next, &fill) == 0) {
+			so->staged = sb;
+			next.copied = true;
+			complete_now = true;
+			next.f.done = NULL; /* completed below, once */
+		}
+	}
+
+	if (so->pending.valid && so->pending.copied) {
+		/* Already copied and completed: its pixels are in the staged buffer. */
+		next.stalled = so->pending.stalled;
+		if (!next.copied) {
+			/* Cannot happen while staged exists; keep the invariant anyway. */
+			next.copied = so->staged != NULL;
+		}
+		so->pending = next;
+		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
+	} else if (so->pending.valid) {
 		/* Latest frame wins: the older one is replaced before it was shown. */
 		struct pending_frame old = so->pending;
-		vgb_rect_union(&next.damage, &old.damage);
 		if (old.cb && old.cb->id == 0 && old.cb != next.cb &&
 		    old.cb->state != CACHED_IMPORTING)
 			cached_destroy(old.cb); /* an uncached buffer that was never committed */
@@ -513,12 +674,15 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 		so->pending = next;
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
 		s->stats.frames_dropped++;
+		vgb_dmabuf_finish(&old.dmabuf_dup);
 		vgb_frame_complete(&old.f, -ECANCELED);
 	} else {
 		so->pending = next;
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
 	}
 	wl_sink_try_commit(so);
+	if (complete_now)
+		vgb_frame_complete(frame, 0);
 	if (!s->connected)
 		return 0; /* completed with -EPIPE already */
 	return wl_sink_flush(s) < 0 ? (wl_sink_lost(s), 0) : 0;
@@ -539,10 +703,8 @@ static void wl_forget(struct vgb_display *d, uint64_t buffer_id)
 		for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {
 			struct scanout *so = s->scanouts[i];
 			if (so && so->pending.valid && so->pending.cb == cb) {
-				so->pending.valid = false;
-				so->pending.cb = NULL;
 				s->stats.frames_dropped++;
-				vgb_frame_complete(&so->pending.f, -ECANCELED);
+				pending_finish(&so->pending, -ECANCELED);
 			}
 		}
 		cached_destroy(cb);
@@ -586,6 +748,7 @@ static int wl_set_cursor(struct vgb_display *d, uint32_t scanout, const uint32_t
 		}
 		so->sink = s;
 		so->index = scanout;
+		vgb_dmabuf_init(&so->pending.dmabuf_dup);
 		s->scanouts[scanout] = so;
 	}
 	free(so->cursor_argb);
@@ -833,6 +996,7 @@ static void disconnect(struct wl_sink *s, int status)
 		if (s->scanouts[i])
 			scanout_drop_window(s->scanouts[i], status);
 	wl_list_for_each_safe(rec, rtmp, &s->inflight, link) {
+		s->stats.frames_lost++;
 		rec_complete(rec, status);
 		rec_destroy(rec);
 	}
@@ -844,6 +1008,12 @@ static void disconnect(struct wl_sink *s, int status)
 	fmt_set_finish(&s->v3_formats);
 	fmt_set_finish(&s->shm_extra);
 	s->shm_formats = 0;
+#ifdef VGB_HAVE_EGL
+	/* After the scanouts dropped their EGL windows, before the display goes. */
+	vgb_egl_destroy(s->egl);
+	s->egl = NULL;
+	s->egl_unavailable = false;
+#endif
 	if (s->pointer)
 		wl_pointer_destroy(s->pointer);
 	s->pointer = NULL;
@@ -983,18 +1153,17 @@ static void handle_timeouts(struct wl_sink *s)
 			wl_callback_destroy(so->frame_cb);
 			so->frame_cb = NULL;
 			if (so->frame_rec) {
+				s->stats.frames_lost++;
 				rec_complete(so->frame_rec, -ETIMEDOUT);
 				rec_destroy(so->frame_rec);
 			}
 		}
 		if (so->pending.valid && !so->configured &&
 		    now >= so->create_ns + timeout_ns(s)) {
-			so->pending.valid = false;
-			vgb_frame_complete(&so->pending.f, -ETIMEDOUT);
+			pending_finish(&so->pending, -ETIMEDOUT);
 		} else if (so->pending.valid && so->pending.stalled &&
 			   now >= so->pending.since_ns + timeout_ns(s)) {
-			so->pending.valid = false;
-			vgb_frame_complete(&so->pending.f, -ETIMEDOUT);
+			pending_finish(&so->pending, -ETIMEDOUT);
 		}
 		wl_sink_try_commit(so);
 		if (!s->connected)
@@ -1076,6 +1245,9 @@ static void wl_get_stats(struct vgb_display *d, struct vgb_display_stats *ret)
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
 		for (uint32_t j = 0; s->scanouts[i] && j < SHM_COPY_BUFFERS; j++)
 			ret->shm_buffers += s->scanouts[i]->copy[j] != NULL;
+	ret->frames_pending = 0;
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		ret->frames_pending += s->scanouts[i] && s->scanouts[i]->pending.valid;
 	ret->cached_buffers = 0;
 	wl_list_for_each(cb, &s->cached, link)
 		ret->cached_buffers++;

@@ -302,6 +302,27 @@ static void test_fallbacks(void)
 	fault_remove();
 }
 
+static void test_budgets(void)
+{
+	struct virtio_gpu_mem_entry ent[] = { E(0x10000, PG), E(0x30000, PG), E(0x50000, PG) };
+	struct vgb_export_report rep;
+	struct vgb_blob_layout *l;
+	struct vgb_export *e = plan_one(ent, 3, &l, &rep);
+
+	tap_is_errno(vgb_export_cpu_view_limited(e, l, 2, 3 * PG - 1), -E2BIG,
+		     "3 segments, 2 mmaps allowed, copy 1 byte short: E2BIG");
+	tap_ok(!e->cpu, "  no view left behind");
+	tap_is_int(vgb_export_cpu_view_limited(e, l, 2, 3 * PG), 0, "copy that fits: built");
+	tap_ok(e->cpu_is_copy && view_matches(e, l), "  as a copy, byte for byte");
+	vgb_export_unref(e);
+	free(l);
+	e = plan_one(ent, 3, &l, &rep);
+	tap_is_int(vgb_export_cpu_view_limited(e, l, 3, 0), 0, "3 mmaps allowed: a mapping");
+	tap_ok(!e->cpu_is_copy && e->segmap && e->segmap->n_mmaps <= 3, "  of at most 3 mmaps");
+	vgb_export_unref(e);
+	free(l);
+}
+
 static void test_copy_refresh(void)
 {
 	struct virtio_gpu_mem_entry ent[] = { E(0x10000, 0x800), E(0x30000, PG) };
@@ -367,6 +388,7 @@ int main(void)
 	leak_snapshot(&before);
 	test_choices();
 	test_fallbacks();
+	test_budgets();
 	test_copy_refresh();
 	test_refcount();
 	leak_check(&before, "every export released its fds and mappings");

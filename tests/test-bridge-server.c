@@ -600,6 +600,108 @@ static void test_cleanup(void)
 	tap_is_uint(accepted() - acc0, 1001, "the daemon served all 1000 sessions");
 }
 
+/* ---- random packets ---- */
+
+static uint64_t fuzz_state = 0x243f6a8885a308d3ull;
+
+static uint32_t fuzz_rand(void)
+{
+	fuzz_state ^= fuzz_state << 13;
+	fuzz_state ^= fuzz_state >> 7;
+	fuzz_state ^= fuzz_state << 17;
+	return (uint32_t)(fuzz_state >> 16);
+}
+
+/*
+ * 4000 packets of random shape (seeded, so a failure reproduces): a type among the known ones
+ * and a few unknown, flags mostly 0, a length that is right, short or long, payload bytes
+ * random or zero, 0..6 fds, and virtio-gpu commands with a real command type and random body.
+ * Every packet must get exactly one reply, the daemon must keep serving, the client must keep
+ * the windows and blob it set up (at addresses and ids random bytes will not hit), and nothing
+ * the packets carried may stay open once the client is gone.
+ */
+static void test_fuzz(void)
+{
+	static uint8_t payload[4096];
+	struct leak_snapshot before;
+	struct vgb_client *c;
+	int memfd, fds[8];
+	unsigned replies = 0, sent = 0, errors = 0, gpu_cmds = 0;
+	uint8_t cmd[512];
+	size_t n;
+
+	leak_snapshot(&before);
+	memfd = memfd_new(MiB);
+	c = client_new(true);
+	tap_is_int(vgb_client_add_ram(c, memfd, 0x7654300000000ull, MiB, 0), 0, "fuzz: setup RAM");
+	tap_is_int(vgb_client_map_window(c, 0x7654400000000ull, MiB, 1, 2, 0), 0, "fuzz: setup BAR");
+	struct virtio_gpu_mem_entry e = { .addr = 0x7654300000000ull, .length = 65536 };
+	n = vgb_guest_create_blob(cmd, sizeof(cmd), 0x5eed1234, VIRTIO_GPU_BLOB_MEM_GUEST,
+				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 65536, &e, 1);
+	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: setup blob");
+	for (int i = 0; i < 8; i++)
+		fds[i] = memfd;
+
+	for (unsigned i = 0; i < 4000; i++) {
+		struct vgb_msg_header h = { .id = i + 1 };
+		struct vgb_client_reply rep;
+		uint32_t len = fuzz_rand() % 200, pick = fuzz_rand() % 16;
+		unsigned nfd = fuzz_rand() % 8 < 6 ? 0 : 1 + fuzz_rand() % 6;
+
+		bool well_formed_gpu = pick < 5; /* a third: a command that reaches the gpu */
+
+		h.type = (uint16_t)(pick < 12 ? 1 + pick % VGB_MSG_TYPE_MAX_ : fuzz_rand());
+		h.flags = fuzz_rand() % 8 ? 0 : (uint16_t)fuzz_rand();
+		if (well_formed_gpu) {
+			h.type = VGB_MSG_VIRTIO_GPU_CMD;
+			h.flags = 0;
+			len = 32 + fuzz_rand() % 168;
+			nfd = 0;
+		}
+		for (uint32_t k = 0; k < len; k++)
+			payload[k] = fuzz_rand() % 3 ? 0 : (uint8_t)fuzz_rand();
+		if (h.type == VGB_MSG_VIRTIO_GPU_CMD && len >= 8 + 24) {
+			struct virtio_gpu_ctrl_hdr ch = { 0 };
+			memset(payload, 0, 8);
+			memcpy(&ch, payload + 8, sizeof(ch));
+			ch.type = fuzz_rand() % 4 ? 0x100 + fuzz_rand() % 16 : 0x200 + fuzz_rand() % 4;
+			ch.flags &= 3;
+			memcpy(payload + 8, &ch, sizeof(ch));
+		}
+		if (h.type == VGB_MSG_HELLO || h.type == VGB_MSG_REMOVE_DEVICE)
+			h.type = VGB_MSG_STATS; /* keep the session and the daemon device as they are */
+		h.length = len;
+		if (!well_formed_gpu && fuzz_rand() % 8 == 0)
+			h.length = len + (fuzz_rand() % 16) - 8; /* a lie */
+		memcpy(pkt, &h, sizeof(h));
+		memcpy(pkt + sizeof(h), payload, len);
+		send_raw(c, pkt, sizeof(h) + len, fds, nfd);
+		sent++;
+		if (vgb_client_recv(c, &rep) < 0)
+			break;
+		replies++;
+		if (rep.result < 0)
+			errors++;
+		else if (h.type == VGB_MSG_VIRTIO_GPU_CMD)
+			gpu_cmds++;
+		vgb_client_reply_finish(&rep);
+	}
+	tap_is_uint(replies, sent, "fuzz: %u packets, one reply each (%u errors, %u virtio-gpu "
+		    "responses)", sent, errors, gpu_cmds);
+	tap_is_int(vgb_client_hello(c, NULL), -EALREADY, "fuzz: the session is still served");
+	struct vgb_wire_stats_client st = self_stats(c);
+	tap_ok(st.windows >= 2 && st.resources >= 1,
+	       "fuzz: the client still has its windows (%u) and blob (%u resources)", st.windows,
+	       st.resources);
+	n = vgb_guest_transfer_2d(cmd, sizeof(cmd), 0x5eed1234, 0, 0, 16, 16, 0, 0);
+	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: the blob still answers");
+	vgb_client_destroy(c);
+	pump_until_clients(0);
+	close(memfd);
+	purge();
+	leak_check(&before, "fuzz: nothing left open after the client left");
+}
+
 /* ---- SIGTERM ---- */
 
 static void test_sigterm(void)
@@ -738,6 +840,7 @@ int main(void)
 	test_malformed();
 	test_isolation();
 	test_cleanup();
+	test_fuzz();
 	test_listen();
 	test_peercred();
 	test_sigterm();

@@ -215,6 +215,55 @@ int main(void)
 		tap_is_int(vgb_display_present(d, &f), -EINVAL, "empty frame refused");
 		tap_is_uint(done_calls, 0, "refused frames are not completed");
 	}
+	/*
+	 * A CPU view whose memory goes away under it (a memfd cut to one page under a mapping of
+	 * the whole frame; a BAR whose decode the guest turns off does the same): the read
+	 * faults with SIGBUS, and the sink must fail the frame with -EIO and live on.
+	 */
+	{
+		const uint32_t page_stride = 4096; /* row 1 onwards lies on the cut pages */
+		size_t len = (size_t)page_stride * H;
+		int fd = memfd_create("vanishing-view", MFD_CLOEXEC);
+		void *map = MAP_FAILED;
+
+		if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+			map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		if (map != MAP_FAILED && H > 1 && ftruncate(fd, 4096) == 0) {
+			struct vgb_cpu_view v = { .data = map, .stride = page_stride, .memfd = -1 };
+			struct vgb_frame f = { .scanout = 1, .width = W, .height = H,
+					       .fourcc = DRM_FORMAT_XRGB8888, .cpu = &v,
+					       .done = on_done };
+			struct vgb_dmabuf b;
+
+			done_calls = 0;
+			tap_is_int(vgb_display_present(d, &f), -EIO,
+				   "a CPU view that faults: -EIO, not SIGBUS");
+			vgb_dmabuf_init(&b);
+			b.width = W;
+			b.height = H;
+			b.fourcc = DRM_FORMAT_XRGB8888;
+			b.n_planes = 1;
+			b.fd[0] = fd;
+			b.stride[0] = page_stride;
+			f.cpu = NULL;
+			f.dmabuf = &b;
+			tap_is_int(vgb_display_present(d, &f), -EIO,
+				   "a mapped dmabuf that faults: -EIO");
+			tap_is_uint(done_calls, 0, "failed frames are not completed");
+			f.cpu = &(struct vgb_cpu_view){ .data = pixels, .stride = stride, .memfd = -1 };
+			f.dmabuf = NULL;
+			tap_ok(vgb_display_present(d, &f) == 0 && done_calls == 1,
+			       "the next good frame is written");
+			vgb_display_get_stats(d, &st);
+			tap_is_uint(st.frames_presented, 5, "only good frames counted");
+		} else {
+			tap_ok(false, "a memfd cut under its mapping");
+		}
+		if (map != MAP_FAILED)
+			munmap(map, len);
+		if (fd >= 0)
+			close(fd);
+	}
 	vgb_display_destroy(d);
 	tap_is_int(vgb_display_create_capture("/proc/nonexistent/x", &d) < 0, 1,
 		   "an impossible directory fails");

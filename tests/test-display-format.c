@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Format tables, pixel decoding, rectangles and the gather copy, table-driven. */
 #include <drm_fourcc.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tap.h"
 #include "vgb/display.h"
@@ -96,11 +99,42 @@ static void test_copy(void)
 		for (uint32_t y = r->y; y < r->y + r->height; y++)
 			for (uint32_t x = r->x; x < r->x + r->width; x++)
 				want[y * ds + x] = src[y * ss + x];
-		vgb_copy_rect(dst, cases[c].dst_stride, &v, r, 4);
+		tap_is_int(vgb_copy_rect(dst, cases[c].dst_stride, &v, r, 4), 0, "copy case %zu: 0", c);
 		tap_is_mem(dst, want, sizeof(dst),
 			   "copy case %zu: rect %ux%u+%u+%u, strides %u/%u: exactly the rectangle", c,
 			   r->width, r->height, r->x, r->y, cases[c].src_stride, cases[c].dst_stride);
 	}
+}
+
+/* A view whose lower rows lie on a page cut from the memfd under the mapping. */
+static void test_copy_fault(void)
+{
+	const uint32_t stride = 1024;
+	int fd = memfd_create("vanishing", MFD_CLOEXEC);
+	static uint32_t dst[8 * 256];
+	void *map = MAP_FAILED;
+
+	if (fd >= 0 && ftruncate(fd, 2 * 4096) == 0)
+		map = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED || ftruncate(fd, 4096) < 0) {
+		tap_ok(false, "a memfd cut under its mapping");
+	} else {
+		struct vgb_cpu_view v = { .data = map, .stride = stride, .memfd = -1 };
+		struct vgb_rect top = { 0, 0, 256, 4 }, all = { 0, 0, 256, 8 }, low = { 8, 6, 4, 1 };
+
+		((uint32_t *)map)[3 * 256 + 7] = 0x12345678;
+		tap_is_int(vgb_copy_rect(dst, 1024, &v, &top, 4), 0, "rows on the page still backed");
+		tap_is_uint(dst[3 * 256 + 7], 0x12345678, "copied");
+		tap_is_int(vgb_copy_rect(dst, 1024, &v, &all, 4), -EIO,
+			   "rows reaching the cut page: -EIO, not SIGBUS");
+		tap_is_int(vgb_copy_rect(dst, 1024, &v, &low, 4), -EIO,
+			   "a rectangle inside the cut page: -EIO");
+		tap_is_int(vgb_copy_rect(dst, 1024, &v, &top, 4), 0, "and copies work after it");
+	}
+	if (map != MAP_FAILED)
+		munmap(map, 2 * 4096);
+	if (fd >= 0)
+		close(fd);
 }
 
 static void test_rects(void)
@@ -161,6 +195,7 @@ int main(void)
 	tap_plan_lazy();
 	test_formats();
 	test_copy();
+	test_copy_fault();
 	test_rects();
 	test_path_names();
 	return tap_done();

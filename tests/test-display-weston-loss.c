@@ -85,7 +85,12 @@ static int show(struct vgb_display *d, uint32_t *px, uint32_t w, uint32_t h, str
 
 	if (r < 0)
 		return r;
-	return pump_until(d, done_reached, &wd, 5000) ? log->last : -ETIMEDOUT;
+	if (!pump_until(d, done_reached, &wd, 5000))
+		return -ETIMEDOUT;
+	/* The copy path completes at copy time: wait for the commit to be shown too. */
+	if (log->last == 0 && !settle(d, 5000))
+		return -ETIMEDOUT;
+	return log->last;
 }
 
 static bool screen_is(struct weston *w, const uint32_t *want, const char *what)

@@ -265,7 +265,10 @@ static int spawn(struct weston *w)
 		setenv("XDG_RUNTIME_DIR", w->dir, 1);
 		unsetenv("WAYLAND_DISPLAY");
 		unsetenv("DISPLAY");
-		execlp("weston", "weston", "--backend=headless-backend.so", "--use-pixman",
+		/* $VGB_WESTON_RENDERER=gl: the GL renderer (the vm suite's vgem guest). */
+		const char *renderer = getenv("VGB_WESTON_RENDERER");
+		execlp("weston", "weston", "--backend=headless-backend.so",
+		       renderer && strcmp(renderer, "gl") == 0 ? "--use-gl" : "--use-pixman",
 		       "--debug", config, socket, width, height, (char *)NULL);
 		_exit(127);
 	}
@@ -563,4 +566,18 @@ bool pump_until(struct vgb_display *d, bool (*cond)(void *data), void *data, int
 void pump_for(struct vgb_display *d, int ms)
 {
 	pump_until(d, NULL, NULL, ms);
+}
+
+static bool settled(void *data)
+{
+	struct vgb_display_stats st;
+
+	vgb_display_get_stats(data, &st);
+	return st.frames_pending == 0 &&
+	       st.frames_presented + st.frames_discarded + st.frames_lost >= st.commits;
+}
+
+bool settle(struct vgb_display *d, int timeout_ms)
+{
+	return pump_until(d, settled, d, timeout_ms);
 }

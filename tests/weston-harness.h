@@ -48,6 +48,9 @@ unsigned compare_pixels(const uint32_t *got, const uint32_t *want, uint32_t widt
 
 /* Runs the sink's loop (get_fd/next_timeout_ms/dispatch) until @cond(@data) or @timeout_ms. */
 bool pump_until(struct vgb_display *d, bool (*cond)(void *data), void *data, int timeout_ms);
+/* Runs the sink's loop until no frame waits for pacing and every commit was answered
+ * (presented or discarded), or @timeout_ms. */
+bool settle(struct vgb_display *d, int timeout_ms);
 /* Runs the sink's loop for @ms. */
 void pump_for(struct vgb_display *d, int ms);
 

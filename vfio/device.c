@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include "private.h"
@@ -312,4 +313,28 @@ ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint6
 	if (!dev->ops->region_write)
 		return -EOPNOTSUPP;
 	return dev->ops->region_write(dev, index, off, buf, len);
+}
+
+int vgb_vfio_check_decode(struct vgb_vfio_device *dev, uint32_t region)
+{
+	uint8_t b[2];
+	uint16_t cmd;
+	ssize_t n;
+
+	if (!dev)
+		return -EINVAL;
+	if (!dev->pci || region > VFIO_PCI_BAR5_REGION_INDEX)
+		return 0;
+	/* Read every time: the guest may flip the bit between any two of our calls. */
+	n = vgb_vfio_region_read(dev, VFIO_PCI_CONFIG_REGION_INDEX, PCI_COMMAND, b, sizeof(b));
+	if (n < 0)
+		return vgb_log_errno(VGB_LOG_DEBUG, (int)n, "%s: reading PCI_COMMAND", dev->name);
+	if (n != sizeof(b))
+		return vgb_log_errno(VGB_LOG_DEBUG, -EIO, "%s: short PCI_COMMAND read", dev->name);
+	cmd = (uint16_t)(b[0] | b[1] << 8);
+	if (!(cmd & PCI_COMMAND_MEMORY))
+		return vgb_log_errno(VGB_LOG_DEBUG, -EIO,
+				     "%s: memory decode is off (PCI_COMMAND %#x): BAR%u is not backed",
+				     dev->name, cmd, region);
+	return 0;
 }

@@ -109,6 +109,10 @@ int vgb_vfio_create_dmabuf(struct vgb_vfio_device *dev, uint32_t region,
 	if (r < 0)
 		return vgb_log_errno(VGB_LOG_DEBUG, r, "%s: dmabuf of %zu ranges of region %u",
 				     dev->name, n, region);
+	/* With decode off the kernel still answers with an fd, of a dmabuf born revoked. */
+	r = vgb_vfio_check_decode(dev, region);
+	if (r < 0)
+		return r;
 
 	/* n <= VGB_VFIO_DMABUF_MAX_RANGES keeps this far below UINT32_MAX. */
 	argsz = head + n * sizeof(struct vfio_region_dma_range);

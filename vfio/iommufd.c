@@ -381,6 +381,8 @@ int vgb_iommufd_fault_queue_dispatch(struct vgb_iommufd_fault_queue *q)
 		size_t len = (size_t)q->buf_records * RECORD_SIZE;
 		ssize_t n = vgb_read(q->fd, q->buf, len);
 
+		if (n == -EAGAIN)
+			break; /* an O_NONBLOCK fd with nothing queued: the kernel's fd answers 0 */
 		if (n < 0) {
 			note_error(&err, vgb_log_errno(VGB_LOG_DEBUG, (int)n,
 						       "iommufd: fault %u: read", q->fault_id));

@@ -177,6 +177,9 @@ int vgb_vfio_kernel_wrap(int device_fd, const char *name, enum vgb_vfio_open_pat
 		k->base.caps |= VGB_VFIO_CAP_RESET;
 	if (path == VGB_VFIO_PATH_CDEV)
 		k->base.caps |= VGB_VFIO_CAP_IOMMUFD;
+	/* vfio-pci: BARs follow the memory decode bit of the config region. */
+	k->base.pci = (info.flags & VFIO_DEVICE_FLAGS_PCI) &&
+		      info.num_regions > VFIO_PCI_CONFIG_REGION_INDEX;
 	k->fd = device_fd;
 	k->release = release;
 	k->release_data = release_data;

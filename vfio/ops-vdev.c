@@ -482,6 +482,12 @@ static int vdev_device_feature(struct vgb_vfio_device *dev, void *arg)
 	return vdev_dmabuf_get(v, f);
 }
 
+/* vfio-pci's BAR access rule: memory BARs answer only while memory decode is on. */
+static bool bar_decoded(const struct vdev *v, uint32_t index)
+{
+	return index > VFIO_PCI_BAR5_REGION_INDEX || (v->config[PCI_COMMAND] & PCI_COMMAND_MEMORY);
+}
+
 static ssize_t vdev_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
 				void *buf, size_t len)
 {
@@ -493,6 +499,8 @@ static ssize_t vdev_region_read(struct vgb_vfio_device *dev, uint32_t index, uin
 	}
 	if (v->memfd[index] < 0)
 		return -EINVAL;
+	if (!bar_decoded(v, index))
+		return -EIO;
 	return vgb_pread_all(v->memfd[index], buf, len, (off_t)off);
 }
 
@@ -510,6 +518,8 @@ static ssize_t vdev_region_write(struct vgb_vfio_device *dev, uint32_t index, ui
 	}
 	if (v->memfd[index] < 0)
 		return -EINVAL;
+	if (!bar_decoded(v, index))
+		return -EIO;
 	return vgb_pwrite_all(v->memfd[index], buf, len, (off_t)off);
 }
 
@@ -523,13 +533,14 @@ static int vdev_region_mmap_fd(struct vgb_vfio_device *dev, uint32_t index)
 	return v->memfd[index];
 }
 
-/* Like a function-level reset: memory decode and bus mastering go off. */
+/*
+ * VFIO_DEVICE_RESET as vfio-pci does it: the function is reset inside a save and restore of
+ * its config state (pci_try_reset_function()), and the user's view of the command register
+ * is virtualised, so memory decode reads back as it was before the reset. Nothing to do for
+ * memory that is a memfd; the base drops the region cache and bumps the generation.
+ */
 static int vdev_reset(struct vgb_vfio_device *dev)
 {
-	struct vdev *v = vdev_from(dev);
-
-	v->config[PCI_COMMAND] = 0;
-	v->config[PCI_COMMAND + 1] = 0;
 	return 0;
 }
 
@@ -570,6 +581,8 @@ static void init_config(struct vdev *v)
 	v->config[PCI_HEADER_TYPE] = PCI_HEADER_TYPE_NORMAL;
 	put16(v->config + PCI_SUBSYSTEM_VENDOR_ID, VDEV_VENDOR);
 	put16(v->config + PCI_SUBSYSTEM_ID, 0x1100);
+	/* vfio-pci enables the device when it is opened (pci_enable_device()): decode is on. */
+	put16(v->config + PCI_COMMAND, PCI_COMMAND_MEMORY);
 }
 
 /*
@@ -628,6 +641,7 @@ int vgb_vfio_vdev_create(const char *spec_str, struct vgb_vfio_device **ret)
 		v->memfd[i] = r;
 	}
 	init_config(v);
+	v->base.pci = true;
 
 	if (v->spec.mmap)
 		v->base.caps |= VGB_VFIO_CAP_MMAP;

@@ -63,6 +63,10 @@ int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offs
 		return -EACCES;
 	if (__builtin_add_overflow(info->offset, offset, &file_off) || file_off > INT64_MAX)
 		return -EINVAL;
+	/* vfio-pci maps an undecoded BAR and answers the first read of it with SIGBUS. */
+	r = vgb_vfio_check_decode(dev, region);
+	if (r < 0)
+		return r;
 	fd = dev->ops->region_mmap_fd(dev, region);
 	if (fd < 0)
 		return fd;

@@ -52,7 +52,8 @@ const char *vgb_present_path_name(enum vgb_present_path path);
  * Called exactly once per presented frame: when the sink has taken the frame (copied it,
  * or the compositor has shown or replaced it), or when it gives up. @status is 0, or -errno
  * (-ECANCELED: replaced by a newer frame before being shown, which still counts as taken;
- * -ETIMEDOUT; -EPIPE: compositor lost). The bridge completes fenced flushes from here.
+ * -ETIMEDOUT; -EPIPE: compositor lost; -EIO: the CPU view could not be read, see
+ * vgb_copy_rect()). The bridge completes fenced flushes from here.
  */
 typedef void (*vgb_frame_done_fn)(void *data, int status);
 
@@ -86,10 +87,12 @@ struct vgb_display_stats {
 	bool connected;
 	uint64_t commits;           /* wl_surface commits carrying a new buffer */
 	uint64_t frames_discarded;  /* committed but reported discarded by the compositor */
+	uint64_t frames_lost;       /* committed, never answered (compositor lost, no frame callback) */
 	uint64_t stalls;            /* frames that had to wait for a free shm buffer */
 	uint64_t reconnects;        /* successful reconnections */
 	uint32_t shm_buffers;       /* shm copy buffers currently allocated (all scanouts) */
 	uint32_t cached_buffers;    /* wl_buffers cached per buffer_id */
+	uint32_t frames_pending;    /* frames waiting for the compositor's pacing (per scanout) */
 };
 
 struct vgb_display_ops {
@@ -160,9 +163,15 @@ int64_t vgb_format_drm_to_wl_shm(uint32_t fourcc);
 /* Bytes per pixel of a single-plane DRM fourcc we handle; 0 when unknown. */
 uint32_t vgb_format_bpp(uint32_t fourcc);
 
-/* Gather copy of @rect of @src (a CPU view) into @dst (stride @dst_stride), @bpp bytes/pixel. */
-void vgb_copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
-		   const struct vgb_rect *rect, uint32_t bpp);
+/*
+ * Gather copy of @rect of @src (a CPU view) into @dst (stride @dst_stride), @bpp bytes/pixel.
+ * The copy is guarded (vgb/guard.h): a CPU view whose memory went away under it (a BAR whose
+ * memory decode the guest turned off, a truncated memfd) gives -EIO instead of a SIGBUS; the
+ * sink then fails the frame with -EIO, which tells the bridge to re-make the view.
+ * Returns 0 or -EIO (@dst's bytes in the rectangle are then unspecified).
+ */
+int vgb_copy_rect(void *dst, uint32_t dst_stride, const struct vgb_cpu_view *src,
+		  const struct vgb_rect *rect, uint32_t bpp);
 /* Whether a fourcc we handle carries alpha (the X formats do not). */
 bool vgb_format_has_alpha(uint32_t fourcc);
 /* Decodes one pixel (the little-endian word of a 32-bit @fourcc) to R, G, B, A bytes. */

@@ -134,6 +134,9 @@ struct vgb_vfio_device {
 	bool *region_cached;
 	uint64_t region_info_queries;      /* backend get_region_info calls, for tests/stats */
 	uint32_t generation;               /* bumped on reset: exports made before are stale */
+	/* A PCI device with a config region (vfio-pci, the virtual device): its BARs (regions
+	 * 0-5) are backed only while PCI_COMMAND_MEMORY is set; see vgb_vfio_check_decode(). */
+	bool pci;
 };
 
 /* Initialises the base (zeroes it; the cache is allocated on first use, so this cannot fail).
@@ -166,7 +169,23 @@ int vgb_vfio_region_info(struct vgb_vfio_device *dev, uint32_t index,
  * VGB_VFIO_CAP_RESET; the cache is dropped either way). */
 int vgb_vfio_device_reset(struct vgb_vfio_device *dev);
 
-/* Region I/O. Return bytes transferred or -errno. */
+/*
+ * Memory decode. The guest owns its passed-through device's command register, and a PCI BAR
+ * is backed only while PCI_COMMAND_MEMORY is set. With it clear, vfio-pci answers region reads
+ * and writes with EIO, answers a fault on an mmap of the BAR with SIGBUS (for a view built
+ * before, too), and exports a dmabuf that is born revoked (importers get ENODEV). So before
+ * exporting or mapping a BAR, vfio/ reads PCI_COMMAND from the config region
+ * (VFIO_PCI_CONFIG_REGION_INDEX, through region_read) and refuses with -EIO, the kernel's own
+ * answer to CPU access of undecoded memory. Views made earlier must be read with
+ * vgb_guarded_copy() (vgb/guard.h); exports made earlier are revoked by the kernel and must be
+ * re-made, never cached across the change.
+ * Returns 0 when @region's memory is decoded or the notion does not apply (not a BAR, not a
+ * PCI device: !dev->pci), -EIO when memory decode is off, or the config read's -errno.
+ */
+int vgb_vfio_check_decode(struct vgb_vfio_device *dev, uint32_t region);
+
+/* Region I/O. Return bytes transferred or -errno. A PCI BAR read or written while memory
+ * decode is off gives -EIO (vfio-pci's answer; the virtual device answers the same). */
 ssize_t vgb_vfio_region_read(struct vgb_vfio_device *dev, uint32_t index, uint64_t off, void *buf,
 			     size_t len);
 ssize_t vgb_vfio_region_write(struct vgb_vfio_device *dev, uint32_t index, uint64_t off,
@@ -230,9 +249,11 @@ struct vgb_vfio_range {
  * Validates before any ioctl: 1 <= n <= VGB_VFIO_DMABUF_MAX_RANGES, page-aligned offsets and
  * lengths, no zero length, no overflow, every range inside the region, region <= 5 (a BAR);
  * argsz is computed from n. Touching ranges are merged first.
+ * Then, on a PCI device, memory decode is checked (vgb_vfio_check_decode()): Linux would hand
+ * out a dmabuf that is already revoked.
  * Returns the new dmabuf fd (O_CLOEXEC, owned by the caller), -EOPNOTSUPP without an ioctl when
- * the device lacks VGB_VFIO_CAP_DMA_BUF, -EINVAL/-ENODEV/-E2BIG for bad input, or the kernel's
- * -errno.
+ * the device lacks VGB_VFIO_CAP_DMA_BUF, -EINVAL/-ENODEV/-E2BIG for bad input, -EIO without an
+ * ioctl when memory decode is off, the config read's -errno, or the kernel's -errno.
  */
 int vgb_vfio_create_dmabuf(struct vgb_vfio_device *dev, uint32_t region,
 			   const struct vgb_vfio_range *ranges, size_t n);
@@ -257,7 +278,9 @@ struct vgb_segment {
  * backend's region fd (borrowed) at region offset + @offset. A range may span touching sparse
  * areas. Returns 0, -EACCES when the range is not inside the region's mmappable (sparse) areas,
  * the region has no FLAG_MMAP or the device lacks VGB_VFIO_CAP_MMAP, -EINVAL when it is empty,
- * unaligned or outside the region, or the region-info query's -errno.
+ * unaligned or outside the region, -EIO when the region is a PCI BAR whose memory decode is off
+ * (a view of it would SIGBUS on first read; see vgb_vfio_check_decode()), or the region-info
+ * query's or config read's -errno.
  */
 int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
 		     uint64_t length, struct vgb_segment *ret);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <linux/udmabuf.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include "fake-vfio.h"
@@ -105,11 +106,22 @@ struct fake_vfio *fake_vfio_create(void)
 	f->dmabuf_mmappable = true;
 	snprintf(f->bdf, sizeof(f->bdf), "0000:00:03.0");
 	f->group = 7;
-	if (fake_vfio_layout(f) < 0) {
+	if (fake_vfio_layout(f) < 0 || fake_vfio_set_memory_decode(f, true) < 0) {
 		fake_vfio_destroy(f);
 		return NULL;
 	}
 	return f;
+}
+
+int fake_vfio_set_memory_decode(struct fake_vfio *f, bool on)
+{
+	off_t at = (off_t)(fake_vfio_region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + PCI_COMMAND);
+	uint8_t b[2];
+
+	if (pread(f->device_fd, b, 2, at) != 2)
+		return -EIO;
+	b[0] = on ? (uint8_t)(b[0] | PCI_COMMAND_MEMORY) : (uint8_t)(b[0] & ~PCI_COMMAND_MEMORY);
+	return pwrite(f->device_fd, b, 2, at) == 2 ? 0 : -EIO;
 }
 
 int fake_vfio_layout(struct fake_vfio *f)

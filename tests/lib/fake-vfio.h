@@ -82,6 +82,12 @@ struct fake_vfio {
  * Tests may change every field, then call fake_vfio_layout().
  */
 struct fake_vfio *fake_vfio_create(void);
+/*
+ * Sets or clears PCI_COMMAND_MEMORY in the config region, as a guest writing its command
+ * register would (fake_vfio_create() turns it on, as vfio-pci's open does). Like every region
+ * byte it is also reachable through pwrite on the device fd. Returns 0 or -EIO.
+ */
+int fake_vfio_set_memory_decode(struct fake_vfio *f, bool on);
 /* Sizes the memfd for the regions as they are now. Returns 0 or -errno. */
 int fake_vfio_layout(struct fake_vfio *f);
 void fake_vfio_destroy(struct fake_vfio *f);
