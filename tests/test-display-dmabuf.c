@@ -773,7 +773,7 @@ static void guest_frame_init(struct guest_frame *g, uint32_t fourcc, uint64_t mo
 {
 	g->offset = offset;
 	g->size = offset + W * H * 4;
-	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC);
+	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (g->fd < 0 || ftruncate(g->fd, (off_t)g->size) < 0)
 		tap_bail("memfd");
 	g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
@@ -1119,6 +1119,12 @@ int main(void)
 		g7.cpu.memfd = g7.fd;
 		g7.cpu.memfd_offset = 4096;
 		g7.cpu.memfd_size = g7.size;
+		r = present(d, &g7, 10);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a memfd that may still shrink is copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		tap_ok(fcntl(g7.fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "seal it against shrinking");
 		r = present(d, &g7, 8);
 		vgb_display_get_stats(d, &st);
 		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_DIRECT,
