@@ -462,6 +462,27 @@ static void surf_region(struct wl_client *c, struct wl_resource *r, struct wl_re
 {
 }
 
+/* The committed buffer, forgotten when the client destroys it (shm buffers included). */
+static struct wl_listener committed_listener;
+
+static void committed_gone(struct wl_listener *l, void *data)
+{
+	fake.committed = NULL;
+	wl_list_remove(&l->link);
+	wl_list_init(&l->link);
+}
+
+static void set_committed(struct wl_resource *buffer)
+{
+	wl_list_remove(&committed_listener.link);
+	wl_list_init(&committed_listener.link);
+	fake.committed = buffer;
+	if (buffer) {
+		committed_listener.notify = committed_gone;
+		wl_resource_add_destroy_listener(buffer, &committed_listener);
+	}
+}
+
 static void surf_commit(struct wl_client *c, struct wl_resource *r)
 {
 	struct surface *s = wl_resource_get_user_data(r);
@@ -502,7 +523,7 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 		}
 		if (fake.committed && fake.committed != s->pending)
 			wl_buffer_send_release(fake.committed);
-		fake.committed = s->pending;
+		set_committed(s->pending);
 		fake.committed_is_dmabuf = s->pending && !shm;
 		if (shm && wl_shm_buffer_get_width(shm) == W && wl_shm_buffer_get_height(shm) == H) {
 			int32_t stride = wl_shm_buffer_get_stride(shm);
@@ -675,6 +696,7 @@ static void fake_start(void)
 	chmod(fake.dir, 0700);
 	setenv("XDG_RUNTIME_DIR", fake.dir, 1);
 	snprintf(fake.socket, sizeof(fake.socket), "fake-%d", (int)getpid());
+	wl_list_init(&committed_listener.link);
 	fake.display = wl_display_create();
 	fake.loop = wl_display_get_event_loop(fake.display);
 	if (wl_display_add_socket(fake.display, fake.socket) < 0)
