@@ -462,6 +462,27 @@ static void surf_region(struct wl_client *c, struct wl_resource *r, struct wl_re
 {
 }
 
+/* The committed buffer, forgotten when the client destroys it (shm buffers included). */
+static struct wl_listener committed_listener;
+
+static void committed_gone(struct wl_listener *l, void *data)
+{
+	fake.committed = NULL;
+	wl_list_remove(&l->link);
+	wl_list_init(&l->link);
+}
+
+static void set_committed(struct wl_resource *buffer)
+{
+	wl_list_remove(&committed_listener.link);
+	wl_list_init(&committed_listener.link);
+	fake.committed = buffer;
+	if (buffer) {
+		committed_listener.notify = committed_gone;
+		wl_resource_add_destroy_listener(buffer, &committed_listener);
+	}
+}
+
 static void surf_commit(struct wl_client *c, struct wl_resource *r)
 {
 	struct surface *s = wl_resource_get_user_data(r);
@@ -502,7 +523,7 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 		}
 		if (fake.committed && fake.committed != s->pending)
 			wl_buffer_send_release(fake.committed);
-		fake.committed = s->pending;
+		set_committed(s->pending);
 		fake.committed_is_dmabuf = s->pending && !shm;
 		if (shm && wl_shm_buffer_get_width(shm) == W && wl_shm_buffer_get_height(shm) == H) {
 			int32_t stride = wl_shm_buffer_get_stride(shm);
@@ -675,6 +696,7 @@ static void fake_start(void)
 	chmod(fake.dir, 0700);
 	setenv("XDG_RUNTIME_DIR", fake.dir, 1);
 	snprintf(fake.socket, sizeof(fake.socket), "fake-%d", (int)getpid());
+	wl_list_init(&committed_listener.link);
 	fake.display = wl_display_create();
 	fake.loop = wl_display_get_event_loop(fake.display);
 	if (wl_display_add_socket(fake.display, fake.socket) < 0)
@@ -773,7 +795,7 @@ static void guest_frame_init(struct guest_frame *g, uint32_t fourcc, uint64_t mo
 {
 	g->offset = offset;
 	g->size = offset + W * H * 4;
-	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC);
+	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (g->fd < 0 || ftruncate(g->fd, (off_t)g->size) < 0)
 		tap_bail("memfd");
 	g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
@@ -1119,6 +1141,12 @@ int main(void)
 		g7.cpu.memfd = g7.fd;
 		g7.cpu.memfd_offset = 4096;
 		g7.cpu.memfd_size = g7.size;
+		r = present(d, &g7, 10);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a memfd that may still shrink is copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		tap_ok(fcntl(g7.fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "seal it against shrinking");
 		r = present(d, &g7, 8);
 		vgb_display_get_stats(d, &st);
 		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_DIRECT,

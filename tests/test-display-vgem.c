@@ -131,8 +131,10 @@ int main(void)
 		tap_bail("no vgem dmabuf");
 
 	/* The memfd stand-in: same pixels, also offered as a CPU view on the memfd. */
-	memfd = memfd_create("guest-ram", MFD_CLOEXEC);
-	tap_ok(memfd >= 0 && ftruncate(memfd, W * H * 4) == 0, "guest RAM memfd");
+	memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	tap_ok(memfd >= 0 && ftruncate(memfd, W * H * 4) == 0 &&
+		       fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0,
+	       "guest RAM memfd (sealed against shrinking)");
 	ram = mmap(NULL, W * H * 4, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	for (uint32_t y = 0; y < H; y++)
 		for (uint32_t x = 0; x < W; x++)
