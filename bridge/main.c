@@ -30,7 +30,7 @@ static void usage(FILE *f)
 		"\n"
 		"  --socket PATH            socket to create (default $XDG_RUNTIME_DIR/vgbridge.sock,\n"
 		"                           or /tmp/vgbridge-UID.sock); ignored under socket activation\n"
-		"  --display SINK           wayland | capture:DIR | none (default: wayland when\n"
+		"  --display SINK           wayland | capture:DIR | null | none (default: wayland when\n"
 		"                           $WAYLAND_DISPLAY is set, else none)\n"
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
 		"                           e.g. 'default' or 'bar2=64M,dmabuf=off'; repeatable\n"
