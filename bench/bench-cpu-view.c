@@ -133,7 +133,15 @@ static int base(void *data)
 /* ---- checks ---- */
 
 static void *(*real_mmap)(void *, size_t, int, int, int, off_t);
-static unsigned n_mmap;
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static unsigned n_mmap, n_pread;
+
+/* Region reads (the kernel backend's config-space reads, e.g. PCI_COMMAND) are syscalls too. */
+static ssize_t count_pread(int fd, void *buf, size_t len, off_t off)
+{
+	n_pread++;
+	return real_pread(fd, buf, len, off);
+}
 
 static void *count_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
@@ -142,7 +150,7 @@ static void *count_mmap(void *addr, size_t len, int prot, int flags, int fd, off
 }
 
 struct observed {
-	unsigned mmaps;
+	unsigned mmaps, preads;
 	int vmas_added;
 	uint64_t queries;
 };
@@ -156,17 +164,20 @@ static bool check(struct ctx *c, bool is_ours, const char *label, struct observe
 	bool ok = true;
 
 	real_mmap = vgb_sys.mmap;
+	real_pread = vgb_sys.pread;
 	vgb_sys.mmap = count_mmap;
-	n_mmap = 0;
+	vgb_sys.pread = count_pread;
+	n_mmap = n_pread = 0;
 	r = is_ours ? ours_build(c) : base_build(c);
 	vgb_sys.mmap = real_mmap;
+	vgb_sys.pread = real_pread;
 	if (!tap_is_int(r, 0, "%s: %s builds", label, is_ours ? "ours" : "baseline"))
 		return false;
 	during = bench_count_vmas();
 	view = is_ours ? c->map->addr : c->base_view;
 	ok &= tap_ok(memcmp(view, c->s->expected, c->size) == 0, "%s: %s view equals the blob",
 		     label, is_ours ? "ours" : "baseline");
-	*ret = (struct observed){ .mmaps = n_mmap, .vmas_added = during - before,
+	*ret = (struct observed){ .mmaps = n_mmap, .preads = n_pread, .vmas_added = during - before,
 				  .queries = (is_ours ? c->dev->region_info_queries : c->base_queries) - q0 };
 	if (is_ours) {
 		ok &= tap_is_uint(n_mmap, 1u + c->s->n_runs,
@@ -236,9 +247,9 @@ static void run_case(struct vgb_vfio_device *dev, int fill_fd, uint64_t fill_bas
 			  ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
 	snprintf(row.notes, sizeof(row.notes),
 		 "build+teardown, n=%zu; mmaps %u vs %u; VMAs +%d vs +%d (runs %u); "
-		 "region-info queries %llu vs %llu",
+		 "region-info queries %llu vs %llu; region reads %u vs %u",
 		 so.n, oo.mmaps, ob.mmaps, oo.vmas_added, ob.vmas_added, s.n_runs,
-		 (unsigned long long)oo.queries, (unsigned long long)ob.queries);
+		 (unsigned long long)oo.queries, (unsigned long long)ob.queries, oo.preads, ob.preads);
 	bench_report(&row);
 out:
 	free(c.segs);
@@ -269,7 +280,7 @@ int main(void)
 	for (size_t i = 0; i < VGB_ARRAY_SIZE(cases); i++)
 		run_case(dev, vgb_vfio_vdev_region_memfd(dev, REGION), 0, 64ull << 20, &cases[i],
 			 "virtual device");
-	tap_is_int(bench_count_vmas(), before_vmas, "virtual device: no mapping left behind");
+	bench_check_vmas(before_vmas, "virtual device: no mapping left behind");
 	vgb_vfio_device_destroy(dev);
 
 	/* The kernel backend over the fake VFIO kernel: each baseline query is an ioctl through

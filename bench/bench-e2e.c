@@ -423,12 +423,12 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	ok &= tap_ok(busy.g.frames_presented > 0, "%s: weston presented frames (%llu)", pc->name,
 		     (unsigned long long)busy.g.frames_presented);
 	/*
-	 * A frame replaced by a newer one before the sink sent it is neither copied nor shown
-	 * (latest frame wins), so copies are counted per frame the compositor presented: none on
-	 * shm-direct; on shm-copy at least one per presented frame (else it showed stale pixels)
-	 * and at most one per frame handed to the display.
+	 * Copies per frame handed to the display. A sink may skip the copy of a frame a newer one
+	 * replaced before it was sent (latest frame wins), so the check is: none at all on
+	 * shm-direct; on shm-copy at least one per frame the compositor presented (else it showed
+	 * stale pixels) and at most one per frame handed to the display.
 	 */
-	copies = busy.g.frames_presented ? (double)busy.g.frame_copies / (double)busy.g.frames_presented : -1;
+	copies = busy.cl.frames_presented ? (double)busy.g.frame_copies / (double)busy.cl.frames_presented : -1;
 	if (pc->copies_per_frame == 0)
 		ok &= tap_is_uint(busy.g.frame_copies, 0, "%s: no copy at all", pc->name);
 	else
@@ -478,8 +478,8 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	snprintf(row.base, sizeof(row.base), "-");
 	row.goal = pc->copies_per_frame ? "1 (self-checked)" : "0 (self-checked)";
 	snprintf(row.notes, sizeof(row.notes),
-		 "copies per presented frame; %llu copies of %.2f frames' bytes each, %llu frames "
-		 "presented, %llu dropped, %llu handed to the display",
+		 "copies per frame handed to the display; %llu copies of %.2f frames' bytes each, "
+		 "%llu frames presented, %llu dropped, %llu handed to the display",
 		 (unsigned long long)busy.g.frame_copies,
 		 busy.g.frame_copies ? (double)busy.g.bytes_copied / (double)busy.g.frame_copies / (double)FSIZE : 0.0,
 		 (unsigned long long)busy.g.frames_presented,

@@ -249,7 +249,7 @@ int plain_client_frame(struct plain_client *p, uint32_t seq, uint64_t *ret_ns)
 
 	if (p->busy[i]) {
 		/* both held: wait for a release */
-		deadline = mono_ns() + 1000000000ull;
+		deadline = mono_ns() + 5000000000ull;
 		while (p->busy[0] && p->busy[1])
 			if (mono_ns() > deadline || (r = dispatch_timeout(p, 50)) == -EPIPE)
 				return -ETIMEDOUT;
@@ -267,7 +267,7 @@ int plain_client_frame(struct plain_client *p, uint32_t seq, uint64_t *ret_ns)
 	wl_surface_commit(p->surf);
 	t0 = mono_ns();
 	wl_display_flush(p->dpy);
-	deadline = t0 + 1000000000ull;
+	deadline = t0 + 5000000000ull;
 	while (p->state == 0) {
 		if (mono_ns() > deadline)
 			return -ETIMEDOUT;

@@ -19,7 +19,7 @@ int plain_client_create(const char *socket_name, uint32_t width, uint32_t height
 void plain_client_destroy(struct plain_client *p);
 
 /*
- * Draws frame @seq, commits it and waits (1 s at most) for its feedback. *@ret_ns: commit ->
+ * Draws frame @seq, commits it and waits (5 s at most: a loaded machine stalls weston) for its feedback. *@ret_ns: commit ->
  * presented, on CLOCK_MONOTONIC. Returns 0, -ECANCELED (discarded), -ETIMEDOUT or -EPIPE.
  */
 int plain_client_frame(struct plain_client *p, uint32_t seq, uint64_t *ret_ns);

@@ -201,7 +201,7 @@ int vgb_client_add_device(struct vgb_client *c, uint32_t kind, const char *path,
 		.kind = kind,
 		.path_len = (uint32_t)len,
 	};
-	struct vgb_msg_add_device_reply rep;
+	struct vgb_msg_add_device_reply rep = { 0 };
 	int r;
 
 	if (len > VGB_PROTO_MAX_PATH)

@@ -83,6 +83,14 @@ static void install(void)
 		install_err = -errno;
 }
 
+/* Out of line so that no local of guarded() lives across the sigsetjmp (-Wclobbered). */
+static __attribute__((noinline)) void copy_rows(void *dst, size_t dst_stride, const void *src,
+						 size_t src_stride, size_t row_bytes, size_t rows)
+{
+	for (size_t i = 0; i < rows; i++)
+		memcpy((char *)dst + i * dst_stride, (const char *)src + i * src_stride, row_bytes);
+}
+
 static int guarded(void *dst, size_t dst_stride, const void *src, size_t src_stride,
 		   size_t row_bytes, size_t rows)
 {
@@ -119,8 +127,7 @@ static int guarded(void *dst, size_t dst_stride, const void *src, size_t src_str
 	}
 	g->active = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	for (size_t i = 0; i < rows; i++)
-		memcpy((char *)dst + i * dst_stride, (const char *)src + i * src_stride, row_bytes);
+	copy_rows(dst, dst_stride, src, src_stride, row_bytes, rows);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	g->active = 0;
 	return 0;

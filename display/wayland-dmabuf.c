@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vgb/log.h"
@@ -101,8 +102,14 @@ static void fb_format_table(void *data, struct zwp_linux_dmabuf_feedback_v1 *pro
 	struct dmabuf_feedback *fb = data;
 	void *map;
 
+	struct stat st;
+
 	unmap_table(fb);
 	fb->table_changes++;
+	/* Never map past the end of the file: reading there would be SIGBUS, not an error. */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < size)
+		size = (uint32_t)st.st_size;
+	size -= size % TABLE_ENTRY_SIZE;
 	if (size >= TABLE_ENTRY_SIZE) {
 		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map != MAP_FAILED) {
@@ -253,7 +260,13 @@ static void params_created(void *data, struct zwp_linux_buffer_params_v1 *params
 	zwp_linux_buffer_params_v1_destroy(params);
 	cb->params = NULL;
 	cb->buffer = buffer;
+	cached_listen(cb);
 	cb->state = CACHED_READY;
+	if (cb->id == 0 && !wl_sink_cb_is_pending(s, cb)) {
+		/* An uncached import whose frame was replaced while it was being created. */
+		cached_destroy(cb);
+		return;
+	}
 	wl_sink_import_done(s, cb);
 }
 

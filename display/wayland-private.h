@@ -190,6 +190,8 @@ int wl_sink_flush(struct wl_sink *s);
 void wl_sink_try_commit(struct scanout *so);
 /* An import answered (created or failed): frames waiting on @cb move on (failed: to shm). */
 void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb);
+/* Whether a pending frame waits on @cb. */
+bool wl_sink_cb_is_pending(struct wl_sink *s, struct cached_buffer *cb);
 void wl_sink_lost(struct wl_sink *s);
 uint64_t wl_sink_timeout_ns(struct wl_sink *s);
 
@@ -205,6 +207,8 @@ int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_b
 bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f);
 int shm_cursor_update(struct scanout *so);
 void cached_destroy(struct cached_buffer *cb);
+/* Listens for release on cb->buffer: an uncached (id 0) buffer goes away on release. */
+void cached_listen(struct cached_buffer *cb);
 struct cached_buffer *cached_find(struct wl_sink *s, uint64_t id, enum cached_kind kind);
 
 /* wayland-dmabuf.c */

@@ -75,10 +75,17 @@ void cached_destroy(struct cached_buffer *cb)
 
 /* ---- direct: a pool on the guest's memfd ---- */
 
-static bool fd_is_memfd(int fd)
+static bool fd_is_sealed_memfd(int fd)
 {
-	/* Only memfds (and shmem files) answer F_GET_SEALS; a VFIO device fd never does. */
-	return fcntl(fd, F_GET_SEALS) >= 0;
+	/*
+	 * Only memfds answer F_GET_SEALS: a VFIO device fd or a regular file never goes to the
+	 * compositor. F_SEAL_SHRINK too: a memfd shrunk under the compositor's mapping makes it
+	 * fault, and libwayland-server answers that by killing our connection (QEMU seals its
+	 * memfd RAM backends by default).
+	 */
+	int seals = fcntl(fd, F_GET_SEALS);
+
+	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
 bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f)
@@ -95,7 +102,7 @@ bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f)
 	    __builtin_add_overflow(end, v->memfd_offset, &end) || end > INT32_MAX ||
 	    v->stride > INT32_MAX)
 		return false;
-	if (!fd_is_memfd(v->memfd) || fstat(v->memfd, &st) < 0)
+	if (!fd_is_sealed_memfd(v->memfd) || fstat(v->memfd, &st) < 0)
 		return false;
 	size = v->memfd_size ? VGB_MIN(v->memfd_size, (uint64_t)st.st_size) : (uint64_t)st.st_size;
 	return end <= size;
@@ -113,6 +120,11 @@ static void cached_release(void *data, struct wl_buffer *buffer)
 static const struct wl_buffer_listener cached_listener = {
 	.release = cached_release,
 };
+
+void cached_listen(struct cached_buffer *cb)
+{
+	wl_buffer_add_listener(cb->buffer, &cached_listener, cb);
+}
 
 int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret)
 {

@@ -429,6 +429,15 @@ static bool route_to_shm(struct wl_sink *s, struct pending_frame *p)
 	return true;
 }
 
+bool wl_sink_cb_is_pending(struct wl_sink *s, struct cached_buffer *cb)
+{
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		if (s->scanouts[i] && s->scanouts[i]->pending.valid &&
+		    s->scanouts[i]->pending.cb == cb)
+			return true;
+	return false;
+}
+
 void wl_sink_import_done(struct wl_sink *s, struct cached_buffer *cb)
 {
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {

@@ -46,6 +46,7 @@ struct fake {
 	const uint16_t *tranche;
 	size_t tranche_len;
 	uint32_t refuse_offset; /* imports with this plane-0 offset get `failed` */
+	uint32_t table_extra_bytes; /* declared table size beyond the file's */
 
 	/* What the client did. */
 	unsigned creates, create_immeds, params_fds, buffers_destroyed, commits, feedbacks;
@@ -63,6 +64,17 @@ struct fake {
 	struct wl_resource *xdg_surface;
 	uint32_t serial;
 	bool configured_sent;
+
+	/* Seat and cursor. */
+	struct wl_resource *main_surface; /* the toplevel's wl_surface */
+	struct wl_resource *pointer;
+	bool entered;
+	unsigned set_cursors;
+	bool cursor_hidden;
+	int32_t hot_x, hot_y;
+	struct wl_resource *cursor_surface;
+	uint32_t cursor_w, cursor_h;
+	uint32_t cursor_pixels[64 * 64];
 };
 
 static struct fake fake;
@@ -205,7 +217,9 @@ static void send_feedback(struct wl_resource *r)
 		if (pwrite(fd, f, 8, (off_t)(i * 16)) != 8 || pwrite(fd, &m, 8, (off_t)(i * 16 + 8)) != 8)
 			abort();
 	}
-	zwp_linux_dmabuf_feedback_v1_send_format_table(r, fd, (uint32_t)size);
+	/* A lying compositor may declare more than the file holds: the sink must not fault. */
+	zwp_linux_dmabuf_feedback_v1_send_format_table(r, fd,
+						       (uint32_t)size + fake.table_extra_bytes);
 	close(fd);
 	wl_array_init(&dev);
 	*(dev_t *)wl_array_add(&dev, sizeof(dev_t)) = main_dev;
@@ -387,6 +401,8 @@ static void wm_get_xdg_surface(struct wl_client *c, struct wl_resource *r, uint3
 {
 	struct wl_resource *x = wl_resource_create(c, &xdg_surface_interface, 1, id);
 	wl_resource_set_implementation(x, &xdg_surface_impl, NULL, NULL);
+	fake.main_surface = surface;
+	fake.entered = false;
 }
 
 static void wm_pong(struct wl_client *c, struct wl_resource *r, uint32_t serial)
@@ -446,6 +462,27 @@ static void surf_region(struct wl_client *c, struct wl_resource *r, struct wl_re
 {
 }
 
+/* The committed buffer, forgotten when the client destroys it (shm buffers included). */
+static struct wl_listener committed_listener;
+
+static void committed_gone(struct wl_listener *l, void *data)
+{
+	fake.committed = NULL;
+	wl_list_remove(&l->link);
+	wl_list_init(&l->link);
+}
+
+static void set_committed(struct wl_resource *buffer)
+{
+	wl_list_remove(&committed_listener.link);
+	wl_list_init(&committed_listener.link);
+	fake.committed = buffer;
+	if (buffer) {
+		committed_listener.notify = committed_gone;
+		wl_resource_add_destroy_listener(buffer, &committed_listener);
+	}
+}
+
 static void surf_commit(struct wl_client *c, struct wl_resource *r)
 {
 	struct surface *s = wl_resource_get_user_data(r);
@@ -459,11 +496,34 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 		wl_array_release(&states);
 		fake.configured_sent = true;
 	}
+	if (s->attached && r != fake.main_surface) {
+		/* A cursor surface: keep its pixels. */
+		struct wl_shm_buffer *shm = s->pending ? wl_shm_buffer_get(s->pending) : NULL;
+		if (shm && wl_shm_buffer_get_width(shm) <= 64 && wl_shm_buffer_get_height(shm) <= 64) {
+			fake.cursor_w = (uint32_t)wl_shm_buffer_get_width(shm);
+			fake.cursor_h = (uint32_t)wl_shm_buffer_get_height(shm);
+			wl_shm_buffer_begin_access(shm);
+			for (uint32_t y = 0; y < fake.cursor_h; y++)
+				memcpy(fake.cursor_pixels + y * fake.cursor_w,
+				       (uint8_t *)wl_shm_buffer_get_data(shm) +
+					       y * wl_shm_buffer_get_stride(shm),
+				       fake.cursor_w * 4);
+			wl_shm_buffer_end_access(shm);
+		}
+		if (s->pending)
+			wl_buffer_send_release(s->pending);
+		s->attached = false;
+	}
 	if (s->attached) {
 		struct wl_shm_buffer *shm = s->pending ? wl_shm_buffer_get(s->pending) : NULL;
+		if (fake.pointer && !fake.entered) {
+			/* The pointer enters the window when it first shows something. */
+			wl_pointer_send_enter(fake.pointer, ++fake.serial, r, 0, 0);
+			fake.entered = true;
+		}
 		if (fake.committed && fake.committed != s->pending)
 			wl_buffer_send_release(fake.committed);
-		fake.committed = s->pending;
+		set_committed(s->pending);
 		fake.committed_is_dmabuf = s->pending && !shm;
 		if (shm && wl_shm_buffer_get_width(shm) == W && wl_shm_buffer_get_height(shm) == H) {
 			int32_t stride = wl_shm_buffer_get_stride(shm);
@@ -547,6 +607,56 @@ static void bind_compositor(struct wl_client *c, void *data, uint32_t version, u
 	wl_resource_set_implementation(r, &compositor_impl, NULL, NULL);
 }
 
+/* ---- wl_seat / wl_pointer ---- */
+
+static void ptr_set_cursor(struct wl_client *c, struct wl_resource *r, uint32_t serial,
+			   struct wl_resource *surface, int32_t x, int32_t y)
+{
+	fake.set_cursors++;
+	fake.cursor_hidden = surface == NULL;
+	fake.cursor_surface = surface;
+	fake.hot_x = x;
+	fake.hot_y = y;
+}
+
+static const struct wl_pointer_interface pointer_impl = {
+	.set_cursor = ptr_set_cursor,
+	.release = res_destroy,
+};
+
+static void pointer_gone(struct wl_resource *r)
+{
+	if (fake.pointer == r)
+		fake.pointer = NULL;
+}
+
+static void seat_get_pointer(struct wl_client *c, struct wl_resource *r, uint32_t id)
+{
+	struct wl_resource *p = wl_resource_create(c, &wl_pointer_interface,
+						   wl_resource_get_version(r), id);
+	wl_resource_set_implementation(p, &pointer_impl, NULL, pointer_gone);
+	fake.pointer = p;
+}
+
+static void seat_get_other(struct wl_client *c, struct wl_resource *r, uint32_t id)
+{
+	wl_resource_post_error(r, WL_SEAT_ERROR_MISSING_CAPABILITY, "pointer only");
+}
+
+static const struct wl_seat_interface seat_impl = {
+	.get_pointer = seat_get_pointer,
+	.get_keyboard = seat_get_other,
+	.get_touch = seat_get_other,
+	.release = res_destroy,
+};
+
+static void bind_seat(struct wl_client *c, void *data, uint32_t version, uint32_t id)
+{
+	struct wl_resource *r = wl_resource_create(c, &wl_seat_interface, version, id);
+	wl_resource_set_implementation(r, &seat_impl, NULL, NULL);
+	wl_seat_send_capabilities(r, WL_SEAT_CAPABILITY_POINTER);
+}
+
 /* ---- the fake runs in its own thread; the test reads its state under the lock ---- */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -586,6 +696,7 @@ static void fake_start(void)
 	chmod(fake.dir, 0700);
 	setenv("XDG_RUNTIME_DIR", fake.dir, 1);
 	snprintf(fake.socket, sizeof(fake.socket), "fake-%d", (int)getpid());
+	wl_list_init(&committed_listener.link);
 	fake.display = wl_display_create();
 	fake.loop = wl_display_get_event_loop(fake.display);
 	if (wl_display_add_socket(fake.display, fake.socket) < 0)
@@ -594,6 +705,7 @@ static void fake_start(void)
 	wl_global_create(fake.display, &wl_compositor_interface, 4, NULL, bind_compositor);
 	wl_global_create(fake.display, &xdg_wm_base_interface, 1, NULL, bind_wm);
 	wl_global_create(fake.display, &zwp_linux_dmabuf_v1_interface, 4, NULL, bind_dmabuf);
+	wl_global_create(fake.display, &wl_seat_interface, 5, NULL, bind_seat);
 	resend_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	resend_source = wl_event_loop_add_fd(fake.loop, resend_efd, WL_EVENT_READABLE, on_resend, NULL);
 }
@@ -644,6 +756,24 @@ static void on_done(void *data, int status)
 	done_last = status;
 }
 
+static unsigned want_value;
+static bool cursor_shown(void)
+{
+	return fake.set_cursors >= 1 && !fake.cursor_hidden && fake.cursor_w == 16;
+}
+static bool cursor_hidden(void)
+{
+	return fake.cursor_hidden;
+}
+static bool destroyed_reached(void)
+{
+	return fake.buffers_destroyed >= want_value;
+}
+static bool feedbacks_reached(void)
+{
+	return fake.feedbacks >= want_value;
+}
+
 static unsigned want_commits;
 static bool commits_reached(void)
 {
@@ -665,7 +795,7 @@ static void guest_frame_init(struct guest_frame *g, uint32_t fourcc, uint64_t mo
 {
 	g->offset = offset;
 	g->size = offset + W * H * 4;
-	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC);
+	g->fd = memfd_create("guest-dmabuf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (g->fd < 0 || ftruncate(g->fd, (off_t)g->size) < 0)
 		tap_bail("memfd");
 	g->map = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
@@ -704,10 +834,10 @@ static int present(struct vgb_display *d, struct guest_frame *g, uint64_t id)
 	r = vgb_display_present(d, &f);
 	if (r < 0)
 		return r;
-	if (!pump_until(d, commits_reached, 3000))
+	if (!pump_until(d, commits_reached, 10000))
 		return -ETIMEDOUT;
 	/* The frame callback completes it (no wp_presentation here). */
-	for (int i = 0; i < 1000 && done_calls == before; i++)
+	for (int i = 0; i < 5000 && done_calls == before; i++)
 		pump_until(d, NULL, 2);
 	return done_calls == before + 1 ? done_last : -ETIMEDOUT;
 }
@@ -720,7 +850,8 @@ static const uint64_t table1[][2] = {
 	{ DRM_FORMAT_XRGB8888, I915_FORMAT_MOD_X_TILED },
 	{ DRM_FORMAT_NV12, DRM_FORMAT_MOD_LINEAR },
 };
-static const uint16_t tranche1[] = { 1, 0, 2, 999 /* out of range: ignored */ };
+static const uint16_t tranche1[] = { 1, 0, 2, 999 /* out of range: ignored */,
+				     300 /* inside the declared size, past the file: ignored */ };
 static const uint64_t table2[][2] = {
 	{ DRM_FORMAT_NV12, DRM_FORMAT_MOD_LINEAR },
 	{ DRM_FORMAT_ABGR8888, DRM_FORMAT_MOD_LINEAR },
@@ -746,6 +877,7 @@ int main(void)
 	fake.tranche = tranche1;
 	fake.tranche_len = VGB_ARRAY_SIZE(tranche1);
 	fake.refuse_offset = 8192;
+	fake.table_extra_bytes = 3 * 4096 + 8; /* past the end of the file, and not a multiple of 16 */
 	fake_start();
 	pthread_create(&thread, NULL, serve, NULL);
 
@@ -777,6 +909,30 @@ int main(void)
 	tap_is_str(vgb_present_path_name(st.last_path), "dmabuf", "path dmabuf");
 	tap_is_uint(st.copies, 0, "no copy");
 	tap_is_uint(st.frames_presented, 1, "presented (frame callback)");
+
+	/* Cursor: the pointer entered the window; set_cursor gets our cursor surface. */
+	{
+		static uint32_t argb[16 * 12];
+		for (unsigned i = 0; i < 16 * 12; i++)
+			argb[i] = 0x80000000u | (i * 0x010203u);
+		r = vgb_display_set_cursor(d, 0, argb, 16, 12, 3, 4);
+		tap_is_int(r, 0, "set a 16x12 cursor with hotspot (3,4)");
+		pump_until(d, cursor_shown, 10000);
+		pthread_mutex_lock(&lock);
+		tap_ok(fake.entered && fake.set_cursors >= 1 && !fake.cursor_hidden &&
+			       fake.hot_x == 3 && fake.hot_y == 4,
+		       "wl_pointer.set_cursor with our surface and the hotspot (%u calls, %d,%d)",
+		       fake.set_cursors, fake.hot_x, fake.hot_y);
+		tap_ok(fake.cursor_w == 16 && fake.cursor_h == 12 &&
+			       memcmp(fake.cursor_pixels, argb, sizeof(argb)) == 0,
+		       "the cursor surface shows the image (%ux%u)", fake.cursor_w, fake.cursor_h);
+		pthread_mutex_unlock(&lock);
+		r = vgb_display_set_cursor(d, 0, NULL, 0, 0, 0, 0);
+		pump_until(d, cursor_hidden, 10000);
+		pthread_mutex_lock(&lock);
+		tap_ok(r == 0 && fake.cursor_hidden, "hiding it sets a NULL cursor");
+		pthread_mutex_unlock(&lock);
+	}
 
 	/* 2. The same export again: the cached wl_buffer, no new import. */
 	r = present(d, &g1, 1);
@@ -850,7 +1006,8 @@ int main(void)
 
 	/* 5. forget drops the export's wl_buffer. */
 	vgb_display_forget(d, 1);
-	pump_until(d, NULL, 50);
+	want_value = 1;
+	pump_until(d, destroyed_reached, 10000);
 	pthread_mutex_lock(&lock);
 	tap_is_uint(fake.buffers_destroyed, 1, "forget destroys the cached wl_buffer");
 	pthread_mutex_unlock(&lock);
@@ -861,11 +1018,14 @@ int main(void)
 	fake.table_len = VGB_ARRAY_SIZE(table2);
 	fake.tranche = tranche2;
 	fake.tranche_len = VGB_ARRAY_SIZE(tranche2);
+	want_value = fake.feedbacks + 1;
 	pthread_mutex_unlock(&lock);
 	{
 		uint64_t one = 1;
 		tap_ok(write(resend_efd, &one, sizeof(one)) == sizeof(one), "new table sent");
 	}
+	/* Sent by the fake, then read by the sink (the events are in its socket by then). */
+	pump_until(d, feedbacks_reached, 10000);
 	pump_until(d, NULL, 100);
 	r = present(d, &g1, 4);
 	tap_is_int(r, 0, "XRGB8888 after the change");
@@ -884,6 +1044,26 @@ int main(void)
 	tap_ok(fake.committed_is_dmabuf, "shown as a dmabuf");
 	pthread_mutex_unlock(&lock);
 	tap_is_str(vgb_present_path_name(st.last_path), "dmabuf", "path dmabuf");
+
+	/* Uncached (buffer_id 0) imports live for one commit: released -> destroyed. */
+	{
+		pthread_mutex_lock(&lock);
+		unsigned destroyed = fake.buffers_destroyed, creates = fake.creates;
+		pthread_mutex_unlock(&lock);
+		vgb_display_get_stats(d, &st);
+		uint32_t cached = st.cached_buffers;
+		tap_is_int(present(d, &g4, 0), 0, "an uncached dmabuf frame");
+		tap_is_int(present(d, &g4, 0), 0, "another one");
+		want_value = destroyed + 1;
+		pump_until(d, destroyed_reached, 10000);
+		vgb_display_get_stats(d, &st);
+		pthread_mutex_lock(&lock);
+		tap_is_uint(fake.creates, creates + 2, "each imported");
+		tap_is_uint(fake.buffers_destroyed, destroyed + 1,
+			    "the first is destroyed once the compositor released it");
+		pthread_mutex_unlock(&lock);
+		tap_is_uint(st.cached_buffers, cached + 1, "only the one on screen is still held");
+	}
 
 	/*
 	 * 7. No CPU view, and the compositor will not take the dmabuf: only the EGL importer
@@ -929,7 +1109,7 @@ int main(void)
 		pthread_mutex_unlock(&lock);
 		r = vgb_display_present(d, &f);
 		tap_is_int(r, 0, "a listed pair without CPU view is taken");
-		for (int i = 0; i < 1000 && done_calls == before; i++)
+		for (int i = 0; i < 5000 && done_calls == before; i++)
 			pump_until(d, NULL, 2);
 		pthread_mutex_lock(&lock);
 		tap_is_uint(fake.creates, creates + 1, "offered to the compositor");
@@ -950,8 +1130,39 @@ int main(void)
 	r = present(d, &g4, 5);
 	tap_is_int(r, 0, "a dmabuf frame");
 	pthread_mutex_lock(&lock);
-	tap_is_uint(fake.creates, 4, "not offered");
+	tap_is_uint(fake.creates, 6, "not offered");
 	pthread_mutex_unlock(&lock);
+
+	/* 9. Zero copy only from a memfd: a regular file of the right size is copied instead
+	 * (as is a VFIO device fd: only memfds answer F_GET_SEALS). */
+	{
+		struct guest_frame g7;
+		guest_frame_init(&g7, DRM_FORMAT_XRGB8888, DRM_FORMAT_MOD_LINEAR, 4096, 7);
+		g7.cpu.memfd = g7.fd;
+		g7.cpu.memfd_offset = 4096;
+		g7.cpu.memfd_size = g7.size;
+		r = present(d, &g7, 10);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a memfd that may still shrink is copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		tap_ok(fcntl(g7.fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "seal it against shrinking");
+		r = present(d, &g7, 8);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_DIRECT,
+		       "a memfd range goes to wl_shm directly (%s)",
+		       vgb_present_path_name(st.last_path));
+		int file = open(fake.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		tap_ok(file >= 0 && ftruncate(file, (off_t)g7.size) == 0, "a regular file as large");
+		g7.cpu.memfd = file;
+		r = present(d, &g7, 9);
+		vgb_display_get_stats(d, &st);
+		tap_ok(r == 0 && st.last_path == VGB_PATH_SHM_COPY,
+		       "a regular file is not shared with the compositor: copied (%s)",
+		       vgb_present_path_name(st.last_path));
+		close(file);
+		guest_frame_finish(&g7);
+	}
 	vgb_display_destroy(d);
 
 	guest_frame_finish(&g1);

@@ -6,6 +6,7 @@
  */
 #include <drm_fourcc.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -128,10 +129,11 @@ int main(void)
 	tap_is_int(vgb_display_set_cursor(d, 0, cursor, 16, 16, 1, 1), 0, "a cursor");
 
 	/* A zero-copy frame is in flight (its completion waits for presentation) when weston dies. */
-	memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	tap_ok(memfd >= 0 && ftruncate(memfd, W * H * 4) == 0 &&
-		       pwrite(memfd, px, W * H * 4, 0) == W * H * 4,
-	       "guest RAM memfd");
+		       pwrite(memfd, px, W * H * 4, 0) == W * H * 4 &&
+		       fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0,
+	       "guest RAM memfd (sealed against shrinking)");
 	{
 		void *ram = mmap(NULL, W * H * 4, PROT_READ, MAP_SHARED, memfd, 0);
 		struct vgb_cpu_view view = { .data = ram, .stride = W * 4, .memfd = memfd,

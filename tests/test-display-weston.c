@@ -7,6 +7,7 @@
  */
 #include <drm_fourcc.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -201,13 +202,16 @@ int main(void)
 	{
 		const size_t off = 64 * 1024 + 4096 * 3;
 		const size_t size = 1 << 20;
-		int memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+		int memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		void *ram;
 		struct vgb_cpu_view view;
 		struct vgb_frame f;
 		struct wait_done wd = { &log, 1 };
 
-		tap_ok(memfd >= 0 && ftruncate(memfd, size) == 0, "guest RAM memfd");
+		/* Sealed against shrinking, as QEMU's memfd RAM is. */
+		tap_ok(memfd >= 0 && ftruncate(memfd, size) == 0 &&
+			       fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0,
+		       "guest RAM memfd, sealed against shrinking");
 		ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 		fill((char *)ram + off, STRIDE, 1);
 		view = (struct vgb_cpu_view){ .data = (char *)ram + off, .stride = STRIDE,
@@ -247,7 +251,7 @@ int main(void)
 	}
 
 	/* ---- 2. gather copy from a scattered CPU view ---- */
-	struct scattered sc;
+	struct scattered sc = { 0 };
 	size_t view_size = VGB_ALIGN_UP((size_t)STRIDE * H, VGB_PAGE_SIZE);
 	r = scattered_create(&sc, view_size);
 	tap_is_int(r, 0, "scattered view over 3 memfds");

@@ -21,7 +21,8 @@
 #include "xdg-shell-client-protocol.h"
 
 #define MAX_WESTONS 8
-#define START_TIMEOUT_MS 10000
+/* Generous: under TCG with llvmpipe (the vm suite) weston has taken more than 10 s. */
+#define START_TIMEOUT_MS 60000
 
 struct harness_conn {
 	struct wl_display *display;
@@ -265,7 +266,10 @@ static int spawn(struct weston *w)
 		setenv("XDG_RUNTIME_DIR", w->dir, 1);
 		unsetenv("WAYLAND_DISPLAY");
 		unsetenv("DISPLAY");
-		execlp("weston", "weston", "--backend=headless-backend.so", "--use-pixman",
+		/* $VGB_WESTON_RENDERER=gl: the GL renderer (the vm suite's vgem guest). */
+		const char *renderer = getenv("VGB_WESTON_RENDERER");
+		execlp("weston", "weston", "--backend=headless-backend.so",
+		       renderer && strcmp(renderer, "gl") == 0 ? "--use-gl" : "--use-pixman",
 		       "--debug", config, socket, width, height, (char *)NULL);
 		_exit(127);
 	}
@@ -414,7 +418,7 @@ static int force_full_repaint(struct weston *w)
 {
 	struct harness_conn *c = w->conn;
 	size_t size = (size_t)w->width * w->height * 4;
-	uint64_t deadline = now_ms() + 10000;
+	uint64_t deadline = now_ms() + 60000;
 	struct wl_surface *surface;
 	struct xdg_surface *xdg_surface;
 	struct xdg_toplevel *toplevel;
@@ -505,7 +509,7 @@ int weston_screenshot(struct weston *w, uint32_t *ret)
 	wl_shm_pool_destroy(pool);
 	c->shot_done = false;
 	weston_screenshooter_take_shot(c->shooter, c->output, buffer);
-	r = conn_wait(c, &c->shot_done, now_ms() + 10000);
+	r = conn_wait(c, &c->shot_done, now_ms() + 60000);
 	if (r == 0)
 		memcpy(ret, data, size);
 	wl_buffer_destroy(buffer);

@@ -26,7 +26,7 @@ struct weston {
 	struct harness_conn *conn; /* the harness's own client (screenshots) */
 };
 
-/* Starts weston with an output of @width x @height and waits (10 s at most) until it serves
+/* Starts weston with an output of @width x @height and waits (60 s at most) until it serves
  * xdg_wm_base and the screenshooter. Sets XDG_RUNTIME_DIR for this process. Returns 0 or -errno. */
 int weston_start(struct weston *w, uint32_t width, uint32_t height);
 /* Starts weston again on the same socket and directory after weston_kill(). */
@@ -38,7 +38,7 @@ void weston_stop(struct weston *w);
 
 /* Forces a full repaint of the output, then takes a screenshot of it into @ret
  * (width*height ARGB8888 words).
- * Returns 0 or -errno (-ETIMEDOUT after 10 s). */
+ * Returns 0 or -errno (-ETIMEDOUT after 60 s). */
 int weston_screenshot(struct weston *w, uint32_t *ret);
 
 /* Compares a screenshot with @want (width*height), RGB only: the output has no alpha.

@@ -74,14 +74,14 @@ static void json_string(FILE *out, const char *s)
 	fputc('"', out);
 }
 
-static void region_label(uint32_t index, char buf[16])
+static void region_label(uint32_t index, char buf[24])
 {
 	const char *name = vgb_vfio_region_name(index);
 
 	if (name)
-		snprintf(buf, 16, "%s", name);
+		snprintf(buf, 24, "%s", name);
 	else
-		snprintf(buf, 16, "region%u", index);
+		snprintf(buf, 24, "region%u", index);
 }
 
 static void print_text(struct vgb_vfio_device *dev, FILE *out)
@@ -97,7 +97,7 @@ static void print_text(struct vgb_vfio_device *dev, FILE *out)
 
 	for (uint32_t i = 0; i < dev->num_regions; i++) {
 		const struct vgb_vfio_region_info *info;
-		char label[16];
+		char label[24];
 		int r = vgb_vfio_region_info(dev, i, &info);
 
 		region_label(i, label);
@@ -146,7 +146,7 @@ static void print_json(struct vgb_vfio_device *dev, FILE *out)
 
 	for (uint32_t i = 0; i < dev->num_regions; i++) {
 		const struct vgb_vfio_region_info *info;
-		char label[16];
+		char label[24];
 		int r = vgb_vfio_region_info(dev, i, &info);
 
 		region_label(i, label);
