@@ -41,7 +41,9 @@ void vgb_client_set_wait_hook(struct vgb_client *c, vgb_client_wait_fn fn, void 
 
 /*
  * Sends a request (payload @p1 then @p2, @n_fds borrowed fds) and waits for the reply with the
- * same id. Returns 0 with @ret filled (ret->result is the daemon's answer; close ret->fds), or a
+ * same id. Meant for one request at a time: with other requests in flight (vgb_client_send),
+ * their replies may come first (a fenced command answers late), and this returns -EPROTO;
+ * use vgb_client_send()/vgb_client_recv() and match ids then. Returns 0 with @ret filled (ret->result is the daemon's answer; close ret->fds), or a
  * transport -errno (-ECONNRESET when the daemon closed, -EPROTO for a reply that is not one).
  */
 int vgb_client_call(struct vgb_client *c, uint16_t type, const void *p1, size_t n1,

@@ -32,7 +32,7 @@ static void usage(FILE *f)
 		"  --socket PATH            socket to create (default $XDG_RUNTIME_DIR/vgbridge.sock,\n"
 		"                           or /tmp/vgbridge-UID.sock); ignored under socket activation\n"
 		"  --vhost-user ...         run as QEMU's vhost-user-gpu backend (--vhost-user --help)\n"
-		"  --display SINK           wayland | capture:DIR | none (default: wayland when\n"
+		"  --display SINK           wayland | capture:DIR | null | none (default: wayland when\n"
 		"                           $WAYLAND_DISPLAY is set, else none)\n"
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
 		"                           e.g. 'default' or 'bar2=64M,dmabuf=off'; repeatable\n"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -107,6 +108,10 @@ static pid_t start_daemon(int notify_fd, const char *notify_path, const char *so
 		tap_bail("fork");
 	if (pid == 0) {
 		setenv("NOTIFY_SOCKET", notify_path, 1);
+		/* Never outlive the test (a bail-out must not leave a daemon holding its stdout). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (dup2(2, 1) < 0)
+			_exit(126);
 		execl(vgbridged, vgbridged, "--socket", socket_path, "--display", display,
 		      "--log-level", "error", "--virtual-device", "bar0=4K,bar2=16M,name=replay-gpu",
 		      (char *)NULL);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -76,6 +77,10 @@ static pid_t spawn(int listen_fd, int pid_delta, const char *notify, char *const
 			setenv("LISTEN_FDS", "1", 1);
 		}
 		setenv("NOTIFY_SOCKET", notify, 1);
+		/* Never outlive the test (a bail-out must not leave a daemon holding its stdout). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (dup2(2, 1) < 0)
+			_exit(126);
 		execv(daemon_path, argv);
 		_exit(127);
 	}
