@@ -305,7 +305,11 @@ int weston_start(struct weston *w, uint32_t width, uint32_t height)
 			slot = i;
 	if (slot < 0)
 		return -EBUSY;
-	snprintf(w->dir, sizeof(w->dir), "/tmp/vgb-weston-XXXXXX");
+	/* $TMPDIR when short enough (the vm guest's chroot has a read-only /tmp). */
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp || strlen(tmp) > 32)
+		tmp = "/tmp";
+	snprintf(w->dir, sizeof(w->dir), "%s/vgb-weston-XXXXXX", tmp);
 	if (!mkdtemp(w->dir))
 		return -errno;
 	chmod(w->dir, 0700);
