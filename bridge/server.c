@@ -292,8 +292,14 @@ static void client_reply(struct client *c, uint16_t type, uint64_t id, int32_t r
 		}
 		m->fds[m->n_fds++] = fd;
 	}
-	m->len = (size_t)vgb_msg_encode(m->data, total, type, VGB_MSG_FLAG_REPLY, id, &rh,
-					sizeof(rh), body, body_len);
+	ssize_t len = vgb_msg_encode(m->data, total, type, VGB_MSG_FLAG_REPLY, id, &rh, sizeof(rh),
+				     body, body_len);
+	if (len < 0) {
+		outmsg_free(m);
+		client_kill(c, "reply too large");
+		return;
+	}
+	m->len = (size_t)len;
 	*c->outq_tail = m;
 	c->outq_tail = &m->next;
 	c->outq_len++;
