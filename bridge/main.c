@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "memmap.h"
 #include "protocol.h"
 #include "server.h"
 #include "vhost-user.h"
@@ -42,6 +43,9 @@ static void usage(FILE *f)
 		"  --max-entries N          entries per blob (default 16384)\n"
 		"  --max-blob-size BYTES    bytes per blob, K/M/G suffixes (default 256M)\n"
 		"  --max-resources N        resources per client (default 1024)\n"
+		"  --max-windows N          memory windows per client (default and most 4096)\n"
+		"  --max-pending N          fenced replies pending per client before the daemon\n"
+		"                           stops reading from it (default 256)\n"
 		"  --scanouts N             scanouts per client, 1..16 (default 1)\n"
 		"  --fence-timeout-ms N     deadline of a fenced flush (default 20)\n"
 		"  --no-device-paths        refuse ADD_VFIO_DEVICE requests that name a path\n"
@@ -168,6 +172,8 @@ enum {
 	OPT_MAX_ENTRIES,
 	OPT_MAX_BLOB,
 	OPT_MAX_RES,
+	OPT_MAX_WINDOWS,
+	OPT_MAX_PENDING,
 	OPT_SCANOUTS,
 	OPT_FENCE,
 	OPT_NO_PATHS,
@@ -187,6 +193,8 @@ int main(int argc, char **argv)
 		{ "max-entries", required_argument, NULL, OPT_MAX_ENTRIES },
 		{ "max-blob-size", required_argument, NULL, OPT_MAX_BLOB },
 		{ "max-resources", required_argument, NULL, OPT_MAX_RES },
+		{ "max-windows", required_argument, NULL, OPT_MAX_WINDOWS },
+		{ "max-pending", required_argument, NULL, OPT_MAX_PENDING },
 		{ "scanouts", required_argument, NULL, OPT_SCANOUTS },
 		{ "fence-timeout-ms", required_argument, NULL, OPT_FENCE },
 		{ "no-device-paths", no_argument, NULL, OPT_NO_PATHS },
@@ -251,6 +259,14 @@ int main(int argc, char **argv)
 		case OPT_MAX_RES:
 			r = parse_u64(optarg, 1u << 20, &v);
 			opts.max_resources = (uint32_t)v;
+			break;
+		case OPT_MAX_WINDOWS:
+			r = parse_u64(optarg, VGB_MEMMAP_MAX_WINDOWS, &v);
+			opts.max_windows = (uint32_t)v;
+			break;
+		case OPT_MAX_PENDING:
+			r = parse_u64(optarg, 65536, &v);
+			opts.max_pending = (uint32_t)v;
 			break;
 		case OPT_SCANOUTS:
 			r = parse_u64(optarg, 16, &v);

@@ -482,8 +482,14 @@ void wl_sink_try_commit(struct scanout *so)
 		return;
 	}
 
+	if (p->path == VGB_PATH_SHM_COPY && p->copied && !so->staged) {
+		/* Cannot happen (staged is set while a copied frame waits); never crash on it. */
+		free(rec);
+		pending_clear(p);
+		return;
+	}
 	if (p->path == VGB_PATH_SHM_COPY && p->copied) {
-		/* Copied at present time (invariant: staged is set while copied). */
+		/* Copied at present time: commit the staged buffer. */
 		sb = so->staged;
 		so->staged = NULL;
 		buffer = sb->buffer;
@@ -656,12 +662,14 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 	}
 
 	if (so->pending.valid && so->pending.copied) {
-		/* Already copied and completed: its pixels are in the staged buffer. */
+		/*
+		 * Already copied and completed: its pixels are in the staged buffer, and this
+		 * frame's copy (when it made one) went on top. Otherwise (another path, or a
+		 * failed read) the staged pixels are not what gets committed next: dropped.
+		 */
+		if (!next.copied)
+			s->stats.frames_dropped++;
 		next.stalled = so->pending.stalled;
-		if (!next.copied) {
-			/* Cannot happen while staged exists; keep the invariant anyway. */
-			next.copied = so->staged != NULL;
-		}
 		so->pending = next;
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
 	} else if (so->pending.valid) {
