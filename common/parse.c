@@ -16,6 +16,8 @@ int vgb_parse_u64(const char *s, uint64_t max, uint64_t *ret)
 	v = strtoull(s, &end, 0);
 	if (errno)
 		return -errno;
+	if (end == s)
+		return -EINVAL; /* no digits: "K" alone is not 0 */
 	if (*end == 'K' || *end == 'k')
 		shift = 10;
 	else if (*end == 'M' || *end == 'm')

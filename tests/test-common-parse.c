@@ -36,6 +36,8 @@ static const struct {
 	{ "-1", UINT64_MAX, -EINVAL, 0 },
 	{ "12x", UINT64_MAX, -EINVAL, 0 },
 	{ "4KB", UINT64_MAX, -EINVAL, 0 },
+	{ "K", UINT64_MAX, -EINVAL, 0 },
+	{ "m", UINT64_MAX, -EINVAL, 0 },
 	{ "0x", UINT64_MAX, -EINVAL, 0 },
 	{ " 1", UINT64_MAX, 0, 1 }, /* strtoull skips leading space, as before */
 	{ "1 ", UINT64_MAX, -EINVAL, 0 },
