@@ -31,6 +31,7 @@
 #include "leak.h"
 #include "logcap.h"
 #include "record-sink.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/util.h"
@@ -51,17 +52,6 @@ struct piece {
 static struct vm_lab_device lab[VM_LAB_MAX_DEVICES];
 static struct vgb_server *srv;
 static struct record_sink *sink;
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
 
 static int make_ram(void)
 {
@@ -218,7 +208,7 @@ int main(int argc, char **argv)
 	r = vgb_client_connect(path, &c);
 	if (r < 0)
 		tap_bail("connect: %s", strerror(-r));
-	vgb_client_set_wait_hook(c, pump, srv);
+	vgb_client_set_wait_hook(c, server_pump, srv);
 	tap_is_int(vgb_client_hello(c, &hello), 0, "HELLO");
 	tap_is_uint(hello.n_devices, 1, "HELLO: one daemon device");
 	tap_is_int(vgb_client_add_ram(c, ram, RAM_GPA, RAM_PAGES * PAGE, 0), 0,
