@@ -30,6 +30,7 @@ void __sanitizer_purge_allocator(void);
 #include "guest.h"
 #include "leak.h"
 #include "protocol.h"
+#include "rawsock.h"
 #include "server-pump.h"
 #include "server.h"
 #include "tap.h"
@@ -83,25 +84,10 @@ static int memfd_new(uint64_t size)
 static void send_raw(struct vgb_client *c, const void *data, size_t len, const int *fds,
 		     unsigned n)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { (void *)data, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int r = rawsock_send(vgb_client_get_fd(c), data, len, fds, n);
 
-	if (n) {
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-	}
-	if (sendmsg(vgb_client_get_fd(c), &mh, MSG_NOSIGNAL) < 0)
-		tap_bail("sendmsg: %s", strerror(errno));
+	if (r < 0)
+		tap_bail("sendmsg: %s", strerror(-r));
 }
 
 /* Sends a virtio-gpu command and returns the response type (or the -errno result). */
