@@ -53,21 +53,6 @@ static struct vm_lab_device lab[VM_LAB_MAX_DEVICES];
 static struct vgb_server *srv;
 static struct record_sink *sink;
 
-static int make_ram(void)
-{
-	int fd = memfd_create("vgb-guest-daemon-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	void *p;
-
-	if (fd < 0 || ftruncate(fd, (off_t)(RAM_PAGES * PAGE)) < 0)
-		tap_bail("memfd: %s", strerror(errno));
-	p = mmap(NULL, RAM_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		tap_bail("mmap: %s", strerror(errno));
-	vm_lab_fill(p, 0, RAM_PAGES * PAGE, RAM_SEED);
-	munmap(p, RAM_PAGES * PAGE);
-	return fd;
-}
-
 /* Whether @len bytes at @view are the pieces' bytes, in order, from their sources. */
 static bool bytes_ok(const uint8_t *view, const struct piece *p, size_t n)
 {
@@ -201,7 +186,7 @@ int main(int argc, char **argv)
 	       "%s: DMA_BUF capability %s", lab[0].bdf, want ? "present" : "absent");
 	tap_is_int(vgb_server_add_device(srv, dev), 1, "the daemon owns %s as device 1",
 		   lab[0].bdf);
-	ram = make_ram();
+	ram = vm_lab_make_ram("vgb-guest-daemon-ram", RAM_PAGES * PAGE, RAM_SEED);
 
 	leak_snapshot(&before);
 	logcap_start();
