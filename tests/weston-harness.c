@@ -586,3 +586,31 @@ bool settle(struct vgb_display *d, int timeout_ms)
 {
 	return pump_until(d, settled, d, timeout_ms);
 }
+
+static unsigned done_calls;
+static int done_last;
+
+void frame_done(void *data, int status)
+{
+	done_calls++;
+	done_last = status;
+}
+
+static bool done_seen(void *data)
+{
+	return done_calls >= *(unsigned *)data;
+}
+
+int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
+{
+	unsigned want = done_calls + 1;
+	int r = vgb_display_present(d, f);
+
+	if (r < 0)
+		return r;
+	if (!pump_until(d, done_seen, &want, 30000))
+		return -ETIMEDOUT;
+	if (done_last == 0 && !settle(d, 30000))
+		return -ETIMEDOUT;
+	return done_last;
+}
