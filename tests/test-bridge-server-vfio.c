@@ -18,6 +18,7 @@
 #include "fake-vfio.h"
 #include "guest.h"
 #include "leak.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/log.h"
@@ -26,17 +27,6 @@
 
 #define PG 4096u
 #define BAR_GPA 0x100000000ull
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
 
 static uint32_t gpu(struct vgb_client *c, const void *cmd, size_t len)
 {
@@ -76,7 +66,7 @@ int main(void)
 	leak_snapshot(&before);
 	if (vgb_client_connect(path, &c) < 0)
 		tap_bail("connect");
-	vgb_client_set_wait_hook(c, pump, s);
+	vgb_client_set_wait_hook(c, server_pump, s);
 	tap_is_int(vgb_client_hello(c, NULL), 0, "HELLO");
 
 	/* Not a VFIO device: refused, and the daemon keeps no copy of it. */

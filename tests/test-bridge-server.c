@@ -30,6 +30,8 @@ void __sanitizer_purge_allocator(void);
 #include "guest.h"
 #include "leak.h"
 #include "protocol.h"
+#include "rawsock.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/log.h"
@@ -42,20 +44,6 @@ void __sanitizer_purge_allocator(void);
 static struct vgb_server *srv;
 static char dir[] = "/tmp/vgb-test-server-XXXXXX";
 static char sock_path[128];
-
-/* Runs the daemon's loop until @fd is readable (bounded: a missing reply fails, not hangs). */
-static void pump(void *data, int fd)
-{
-	struct vgb_server *s = data;
-
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(s, 25) < 0)
-			return;
-	}
-}
 
 static void pump_until_clients(unsigned n)
 {
@@ -74,7 +62,7 @@ static struct vgb_client *client_new(bool hello)
 		tap_bail("connect %s: %s", sock_path, strerror(-r));
 	/* A reply that never comes fails the test instead of hanging it. */
 	setsockopt(vgb_client_get_fd(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	vgb_client_set_wait_hook(c, pump, srv);
+	vgb_client_set_wait_hook(c, server_pump, srv);
 	if (hello) {
 		r = vgb_client_hello(c, NULL);
 		if (r < 0)
@@ -96,25 +84,10 @@ static int memfd_new(uint64_t size)
 static void send_raw(struct vgb_client *c, const void *data, size_t len, const int *fds,
 		     unsigned n)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { (void *)data, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int r = rawsock_send(vgb_client_get_fd(c), data, len, fds, n);
 
-	if (n) {
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-	}
-	if (sendmsg(vgb_client_get_fd(c), &mh, MSG_NOSIGNAL) < 0)
-		tap_bail("sendmsg: %s", strerror(errno));
+	if (r < 0)
+		tap_bail("sendmsg: %s", strerror(-r));
 }
 
 /* Sends a virtio-gpu command and returns the response type (or the -errno result). */
@@ -802,7 +775,7 @@ static void test_peercred(void)
 	if (vgb_server_create(&o, &s2) < 0 || vgb_server_listen(s2, path) < 0)
 		tap_bail("server for the uid test");
 	tap_is_int(vgb_client_connect(path, &c), 0, "connect with the wrong uid");
-	vgb_client_set_wait_hook(c, pump, s2);
+	vgb_client_set_wait_hook(c, server_pump, s2);
 	tap_is_int(vgb_client_hello(c, NULL), -ECONNRESET,
 		   "SO_PEERCRED: a foreign uid is disconnected without service");
 	tap_is_uint(vgb_server_client_count(s2), 0, "no client was created for it");
