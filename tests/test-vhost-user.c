@@ -26,6 +26,7 @@
 #include "tap.h"
 #include "vgb/display.h"
 #include "vgb/util.h"
+#include "../bridge/gpu.h"
 #include "../bridge/vhost-user.h"
 
 #define MEM_SIZE (4u << 20)
@@ -424,6 +425,45 @@ static void test_commands(void)
 	tap_is_uint(used_idx(1), (uint16_t)(before + 1), "cursor command served");
 }
 
+/* Back-pressure: with max_pending 1, a second fenced flush waits in the ring (not taken) until
+ * the sink has taken the first frame. */
+static void test_backpressure(void)
+{
+	struct vgb_gpu_stats gs;
+	struct virtio_gpu_resource_flush fl = {
+		.hdr = { .type = VIRTIO_GPU_CMD_RESOURCE_FLUSH, .flags = VIRTIO_GPU_FLAG_FENCE,
+			 .fence_id = 100 },
+		.resource_id = 7, .r = { 0, 0, 8, 8 },
+	};
+	uint16_t before = used_idx(0);
+	unsigned presented = sink.presented;
+
+	sink.hold = true;
+	tap_is_uint(submit(&fl, sizeof(fl), NULL), 0, "back-pressure: first fenced flush deferred");
+	vgb_gpu_get_stats(vgb_vhost_dev_get_gpu(dev), &gs);
+	uint64_t flushes = gs.flushes;
+	vgb_frame_done_fn done1 = sink.held_done;
+	void *data1 = sink.held_data;
+	fl.hdr.fence_id = 101;
+	tap_is_uint(submit(&fl, sizeof(fl), NULL), 0, "back-pressure: second flush not answered");
+	vgb_gpu_get_stats(vgb_vhost_dev_get_gpu(dev), &gs);
+	tap_is_uint(gs.flushes, flushes, "back-pressure: second flush left in the ring");
+	tap_is_uint(sink.presented, presented + 1, "back-pressure: one frame at the sink");
+	tap_ok(done1 != NULL, "the sink holds the first frame");
+	if (!done1)
+		return;
+	done1(data1, 0);
+	tap_is_uint(used_idx(0), (uint16_t)(before + 1), "first fence answered when its frame was taken");
+	tap_is_uint(sink.presented, presented + 2, "then the waiting flush was taken from the ring");
+	sink.hold = false;
+	if (sink.held_done)
+		sink.held_done(sink.held_data, 0);
+	sink.held_done = NULL;
+	tap_is_uint(used_idx(0), (uint16_t)(before + 2), "second fence answered");
+	struct virtio_gpu_ctrl_hdr *h = (void *)(mem + RESP_AT);
+	tap_is_uint(h->fence_id, 101, "last answer carries fence 101");
+}
+
 static void test_gpu_socket(void)
 {
 	int sv[2];
@@ -737,7 +777,7 @@ int main(void)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		tap_bail("socketpair");
 	sock = sv[0];
-	struct vgb_vhost_options opts = { .display = &sink.base };
+	struct vgb_vhost_options opts = { .display = &sink.base, .max_pending = 1 };
 	tap_is_int(vgb_vhost_dev_create(sv[1], &opts, &dev), 0, "create");
 
 	test_negotiation();
@@ -745,6 +785,7 @@ int main(void)
 	setup_ring(0);
 	setup_ring(1);
 	test_commands();
+	test_backpressure();
 	test_gpu_socket();
 	test_malformed();
 	test_stop();
