@@ -13,12 +13,15 @@
  *    in guest-physical space but not in the BAR;
  *  - a blob of scattered, reordered BAR2 pages (one entry straddles the two windows), a scanout
  *    rectangle inside the framebuffer, a fenced RESOURCE_FLUSH; then a page flip to a second
- *    blob (other pages, a plane offset) and another fenced flush.
- * Checked: STATS (strategy vfio-dmabuf, fences completed by the display and not at the deadline,
- * the wayland sink connected and showing through shm-copy from the CPU view, no dmabuf offered
- * to or refused by weston), EXPORT_BLOB (a VFIO dmabuf whose size by lseek is the blob's, and
- * the scanout layout), and weston's screenshot, which must equal what the host wrote into the
- * BAR's backing file at those offsets (the lab's pattern), pixel for pixel; the daemon logged
+ *    blob (other pages, a plane offset) and another; then back to the first blob with a fenced
+ *    flush of a part only.
+ * Checked after each: STATS (strategy vfio-dmabuf, the fence completed by the display and not
+ * at the deadline, the wayland sink connected and showing through shm-copy from the CPU view,
+ * no dmabuf refused by weston, one frame presented and copied), EXPORT_BLOB (a VFIO dmabuf whose
+ * size by lseek is the blob's, and the scanout layout), and weston's screenshot, which must
+ * equal what the host wrote into the BAR's backing file at those offsets (the lab's pattern),
+ * pixel for pixel (RGB: the output has no alpha, so the X byte is not seen); outside the last
+ * flush's damage, the previous frame stays. Finally the daemon exits 0 on SIGTERM having logged
  * no warning or error.
  */
 #include <errno.h>
@@ -153,8 +156,10 @@ static void dump_log(void)
 
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f))
-		tap_diag("vgbridged: %s", strtok(line, "\n") ? line : "");
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		tap_diag("vgbridged: %s", line);
+	}
 	fclose(f);
 }
 
@@ -198,8 +203,8 @@ static pid_t start_daemon(const struct weston *w, const char *dir, const char *s
 			_exit(126);
 		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
 		setenv("WAYLAND_DISPLAY", w->socket, 1);
-		/* weston_start() set XDG_RUNTIME_DIR for us. The fence
-		 * deadline is long: the flush must complete because the display took the frame. */
+		/* weston_start() set XDG_RUNTIME_DIR. The fence deadline is long: a flush must
+		 * complete because the display took the frame, not because time ran out. */
 		execl(daemon_path, daemon_path, "--socket", sock, "--display", "wayland",
 		      "--fence-timeout-ms", "10000", "--log-level", "debug", (char *)NULL);
 		_exit(127);
@@ -379,8 +384,8 @@ int main(int argc, char **argv)
 	struct vgb_msg_add_device_reply dev;
 	struct vgb_client *c;
 	struct weston w;
-	char dir[] = "/tmp/vgb-vm-weston-XXXXXX", sock[128];
 	const char *tmp = getenv("TMPDIR");
+	char dir[64], sock[128];
 	int n, r, status;
 	pid_t pid;
 
@@ -393,8 +398,9 @@ int main(int argc, char **argv)
 		tap_bail("needs the lab's ivshmem devices (VGB_IVSHMEM_*), got %d", n);
 	if (lab[0].size < WIN_A_REGION + WIN_A_SIZE)
 		tap_bail("BAR2 of %s is too small", lab[0].bdf);
-	if (tmp && strlen(tmp) < 32)
-		snprintf(dir, sizeof(dir), "%s/vgb-vm-XXXXXX", tmp);
+	if (!tmp || !*tmp || strlen(tmp) > 32)
+		tmp = "/tmp";
+	snprintf(dir, sizeof(dir), "%s/vgb-vm-weston-XXXXXX", tmp);
 	if (!mkdtemp(dir))
 		tap_bail("mkdtemp: %s", strerror(errno));
 	snprintf(sock, sizeof(sock), "%s/vgb.sock", dir);
