@@ -15,6 +15,7 @@
 #include "memmap.h"
 #include "protocol.h"
 #include "server.h"
+#include "vhost-user.h"
 #include "vgb/display.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 		"\n"
 		"  --socket PATH            socket to create (default $XDG_RUNTIME_DIR/vgbridge.sock,\n"
 		"                           or /tmp/vgbridge-UID.sock); ignored under socket activation\n"
+		"  --vhost-user ...         run as QEMU's vhost-user-gpu backend (--vhost-user --help)\n"
 		"  --display SINK           wayland | capture:DIR | null | none (default: wayland when\n"
 		"                           $WAYLAND_DISPLAY is set, else none)\n"
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
@@ -209,6 +211,11 @@ int main(int argc, char **argv)
 	char default_path[108];
 	uint64_t v;
 	int o, r, lfd;
+
+	/* The vhost-user-gpu backend (bridge/vhost-user.h) has its own loop and QEMU's options. */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--vhost-user") == 0)
+			return vgb_vhost_user_main(argc, argv);
 
 	vgb_server_options_init(&opts);
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/virtio_gpu.h>
+
 #include "gpu.h"
 #include "memmap.h"
 #include "protocol.h"
@@ -326,6 +328,26 @@ static void client_update_events(struct client *c)
 
 /* ---- fences ---- */
 
+/* A fenced command (answered at once when its fence was already complete: a sink that takes
+ * frames inside present, or an earlier completion). Its reply carries the fence flag too. */
+static bool is_fenced(const void *cmd, size_t len, const void *resp, size_t resp_len)
+{
+	struct virtio_gpu_ctrl_hdr h, rh;
+
+	if (len < sizeof(h) || resp_len < sizeof(rh))
+		return false;
+	memcpy(&h, cmd, sizeof(h));
+	memcpy(&rh, resp, sizeof(rh));
+	return (h.flags & VIRTIO_GPU_FLAG_FENCE) && (rh.flags & VIRTIO_GPU_FLAG_FENCE);
+}
+
+static void count_fence_latency(struct client *c, uint64_t dt)
+{
+	c->fence_latency_sum_ns += dt;
+	c->fence_latency_max_ns = VGB_MAX(c->fence_latency_max_ns, dt);
+	c->fences_replied++;
+}
+
 static void fence_done(void *data, uint64_t cookie, const void *resp, size_t len)
 {
 	struct client *c = data;
@@ -341,11 +363,8 @@ static void fence_done(void *data, uint64_t cookie, const void *resp, size_t len
 	}
 	*pp = p->next;
 	c->n_pending--;
-	uint64_t dt = vgb_now_ns() - p->t0_ns;
-	c->fence_latency_sum_ns += dt;
-	c->fence_latency_max_ns = VGB_MAX(c->fence_latency_max_ns, dt);
-	c->fences_replied++;
 	client_reply(c, VGB_MSG_VIRTIO_GPU_CMD, p->id, 0, resp, len, NULL, 0);
+	count_fence_latency(c, vgb_now_ns() - p->t0_ns);
 	free(p);
 	client_update_events(c);
 }
@@ -838,6 +857,7 @@ static int do_gpu_cmd(struct client *c, const struct vgb_msg *msg)
 		return 1; /* replied now or later by fence_done() */
 	}
 	/* Not deferred: the entry is still ours (at the head unless a completion ran). */
+	uint64_t t0 = p->t0_ns;
 	for (struct pending **pp = &c->pending; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
@@ -848,6 +868,8 @@ static int do_gpu_cmd(struct client *c, const struct vgb_msg *msg)
 	if (r < 0)
 		return r;
 	client_reply(c, msg->hdr.type, msg->hdr.id, 0, resp, resp_len, NULL, 0);
+	if (is_fenced(cmd, len, resp, resp_len))
+		count_fence_latency(c, vgb_now_ns() - t0);
 	return 1;
 }
 

@@ -165,6 +165,23 @@ static void test_fence_on_display(void)
 	tap_ok(rep.hdr.id == (uint64_t)f && fenced_ok(&rep, 41),
 	       "it is the flush's: OK_NODATA with FLAG_FENCE and fence_id 41");
 	vgb_client_reply_finish(&rep);
+
+	/* A sink that takes frames inside present: the fenced flush is answered at once, and
+	 * still counts in the fence statistics. */
+	struct vgb_wire_stats_global g;
+	struct vgb_wire_stats_client *rows = NULL;
+	st.sink->auto_complete = true;
+	f = send_flush(st.c, 42);
+	tap_is_int(vgb_client_recv(st.c, &rep), 0, "a reply");
+	tap_ok(rep.hdr.id == (uint64_t)f && fenced_ok(&rep, 42),
+	       "with a sink that completes in present, the fenced flush is answered at once");
+	vgb_client_reply_finish(&rep);
+	tap_ok(vgb_client_stats(st.c, VGB_STATS_SELF_ONLY, &g, &rows) == 0 && g.n_clients == 1 &&
+		       rows[0].fences_replied == 2 && rows[0].fences_completed == 2 &&
+		       rows[0].fence_latency_max_ns > 0 &&
+		       rows[0].fence_latency_sum_ns >= rows[0].fence_latency_max_ns,
+	       "STATS: 2 fenced replies counted (deferred and immediate), with their latency");
+	free(rows);
 	teardown(&st);
 }
 

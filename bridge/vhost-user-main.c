@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vgbridged --vhost-user: the vhost-user-gpu backend daemon. One epoll loop over the listening
+ * socket (or the inherited connection), each front end's dev fd, the display sink's fd and a
+ * signalfd. A front end that goes away (QEMU killed mid-frame) is torn down alone; the daemon
+ * keeps listening for the next VM.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vgb/display.h"
+#include "vgb/log.h"
+#include "vgb/util.h"
+
+#include "gpu.h"
+#include "vhost-user.h"
+
+#define MAX_CONNS 16u
+
+enum { TAG_LISTEN = 1, TAG_CONN, TAG_DISPLAY, TAG_SIGNAL };
+#define TAG(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
+
+struct conn {
+	struct vgb_vhost_dev *dev;
+	uint64_t serial;
+};
+
+struct daemon {
+	int epoll_fd, listen_fd, signal_fd;
+	const char *socket_path;
+	const char *stats_path;
+	bool single; /* --fd: serve one connection, then exit */
+	bool stop;
+	struct vgb_display *display;
+	struct vgb_vhost_options opts;
+	struct conn conns[MAX_CONNS];
+	uint64_t serial, connections, disconnects;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vgbridged --vhost-user (--socket-path PATH | --fd N) [options]\n"
+		"       vgbridged --vhost-user --print-capabilities\n"
+		"\n"
+		"A vhost-user-gpu backend for QEMU's vhost-user-gpu-pci device.\n"
+		"  --socket-path PATH   listen on PATH; serve each VM that connects\n"
+		"  --fd N               serve the connected socket N (inherited), then exit\n"
+		"  --print-capabilities print the backend's capabilities as JSON and exit\n"
+		"  --qemu-display       send frames to QEMU's UI instead of the compositor\n"
+		"  --display KIND       wayland (default), capture:DIR, null or none\n"
+		"  --wayland-display N  compositor socket (default $WAYLAND_DISPLAY)\n"
+		"  --width W --height H display size reported to the guest (default 1280x800)\n"
+		"  --stats-file PATH    write counters to PATH on SIGUSR1 and after each VM\n"
+		"  --log-level LEVEL    error, warn, info, debug\n");
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* A stale socket file (nobody accepting) is replaced; a live one is an error. */
+	if (access(path, F_OK) == 0) {
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			close(fd);
+			return -EADDRINUSE;
+		}
+		vgb_close(probe);
+		unlink(path);
+	}
+	mode_t old = umask(0077);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || listen(fd, 4) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* For the leak checks of the vm suite: what the daemon holds now. */
+static int count_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+	if (!dir)
+		return -1;
+	for (struct dirent *e; (e = readdir(dir));)
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n - 1; /* the DIR's own fd */
+}
+
+static int count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	int n = 0, ch;
+	if (!f)
+		return -1;
+	while ((ch = fgetc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+static void write_stats(struct daemon *d)
+{
+	if (!d->stats_path)
+		return;
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", d->stats_path) >= (int)sizeof(tmp))
+		return;
+	FILE *f = fopen(tmp, "we");
+	if (!f)
+		return;
+
+	unsigned live = 0;
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		live += d->conns[i].dev != NULL;
+	fprintf(f, "connections %" PRIu64 "\ndisconnects %" PRIu64 "\nlive %u\n", d->connections,
+		d->disconnects, live);
+	fprintf(f, "fds %d\nmaps %d\n", count_fds(), count_maps());
+	for (unsigned i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &d->conns[i];
+		if (!c->dev)
+			continue;
+		struct vgb_vhost_stats vs;
+		vgb_vhost_dev_get_stats(c->dev, &vs);
+		fprintf(f,
+			"vm %" PRIu64 " messages %" PRIu64 " bad_messages %" PRIu64 " commands %" PRIu64
+			" deferred %" PRIu64 " bad_chains %" PRIu64 " interrupts %" PRIu64
+			" gpu_msgs %" PRIu64 " update_bytes %" PRIu64 " regions %u pending %u"
+			" gpu_socket %d\n",
+			c->serial, vs.messages, vs.bad_messages, vs.commands, vs.deferred,
+			vs.bad_chains, vs.interrupts, vs.gpu_msgs_sent, vs.update_bytes, vs.regions,
+			vs.pending, vs.gpu_socket);
+		struct vgb_gpu *gpu = vgb_vhost_dev_get_gpu(c->dev);
+		if (gpu) {
+			struct vgb_gpu_stats gs;
+			vgb_gpu_get_stats(gpu, &gs);
+			fprintf(f, "vm %" PRIu64 " gpu", c->serial);
+			for (unsigned k = 0; k < VGB_GPU_STAT_COUNT; k++)
+				fprintf(f, " %s %" PRIu64, vgb_gpu_cmd_stat_name(k), gs.commands[k]);
+			fprintf(f,
+				" errors %" PRIu64 " resources %u flushes %" PRIu64
+				" frames_presented %" PRIu64 " fences_completed %" PRIu64
+				" fences_timed_out %" PRIu64 " copies %" PRIu64 " bytes_copied %" PRIu64
+				"\n",
+				gs.errors, gs.resources, gs.flushes, gs.frames_presented,
+				gs.fences_completed, gs.fences_timed_out, gs.copies, gs.bytes_copied);
+		}
+	}
+	if (d->display) {
+		struct vgb_display_stats ds = { 0 };
+		vgb_display_get_stats(d->display, &ds);
+		fprintf(f,
+			"display frames_presented %" PRIu64 " frames_dropped %" PRIu64
+			" bytes_copied %" PRIu64 " copies %" PRIu64 " path %s connected %d\n",
+			ds.frames_presented, ds.frames_dropped, ds.bytes_copied, ds.copies,
+			vgb_present_path_name(ds.last_path), ds.connected);
+	}
+	if (fclose(f) == 0)
+		rename(tmp, d->stats_path);
+	else
+		unlink(tmp);
+}
+
+static int add_conn(struct daemon *d, int fd)
+{
+	unsigned slot = MAX_CONNS;
+	for (unsigned i = 0; i < MAX_CONNS; i++) {
+		if (!d->conns[i].dev) {
+			slot = i;
+			break;
+		}
+	}
+	if (slot == MAX_CONNS) {
+		close(fd);
+		return -EMFILE;
+	}
+
+	struct vgb_vhost_options o = d->opts;
+	o.scanout_base = slot; /* VMs sharing the compositor get distinct windows */
+	int r = vgb_vhost_dev_create(fd, &o, &d->conns[slot].dev);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG(TAG_CONN, slot) };
+	if (epoll_ctl(d->epoll_fd, EPOLL_CTL_ADD, vgb_vhost_dev_get_fd(d->conns[slot].dev), &ev) < 0) {
+		r = -errno;
+		vgb_vhost_dev_destroy(d->conns[slot].dev);
+		d->conns[slot].dev = NULL;
+		return r;
+	}
+	d->conns[slot].serial = ++d->serial;
+	d->connections++;
+	vgb_log(VGB_LOG_INFO, "vhost-user: VM %" PRIu64 " connected", d->conns[slot].serial);
+	return 0;
+}
+
+static void drop_conn(struct daemon *d, unsigned slot, int why)
+{
+	struct conn *c = &d->conns[slot];
+	if (!c->dev)
+		return;
+	vgb_log(VGB_LOG_INFO, "vhost-user: VM %" PRIu64 " gone (%s)", c->serial, strerror(-why));
+	epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, vgb_vhost_dev_get_fd(c->dev), NULL);
+	vgb_vhost_dev_destroy(c->dev);
+	c->dev = NULL;
+	d->disconnects++;
+	write_stats(d);
+	if (d->single)
+		d->stop = true;
+}
+
+static int next_timeout(struct daemon *d)
+{
+	int t = d->display ? vgb_display_next_timeout_ms(d->display) : -1;
+	for (unsigned i = 0; i < MAX_CONNS; i++) {
+		if (!d->conns[i].dev)
+			continue;
+		int ct = vgb_vhost_dev_next_timeout_ms(d->conns[i].dev);
+		if (ct >= 0 && (t < 0 || ct < t))
+			t = ct;
+	}
+	return t;
+}
+
+static int run(struct daemon *d)
+{
+	while (!d->stop) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(d->epoll_fd, evs, VGB_ARRAY_SIZE(evs), next_timeout(d));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			uint32_t kind = (uint32_t)(evs[i].data.u64 >> 32);
+			uint32_t idx = (uint32_t)evs[i].data.u64;
+			switch (kind) {
+			case TAG_LISTEN: {
+				int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0) {
+					int r = add_conn(d, fd);
+					if (r < 0)
+						vgb_log_errno(VGB_LOG_WARN, r, "vhost-user: connection refused");
+				}
+				break;
+			}
+			case TAG_CONN:
+				if (idx < MAX_CONNS && d->conns[idx].dev) {
+					int r = vgb_vhost_dev_dispatch(d->conns[idx].dev);
+					if (r < 0)
+						drop_conn(d, idx, r);
+				}
+				break;
+			case TAG_DISPLAY:
+				if (vgb_display_dispatch(d->display) < 0)
+					vgb_log(VGB_LOG_DEBUG, "display dispatch failed");
+				break;
+			case TAG_SIGNAL: {
+				struct signalfd_siginfo si;
+				if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
+					break;
+				if (si.ssi_signo == SIGUSR1)
+					write_stats(d);
+				else
+					d->stop = true;
+				break;
+			}
+			}
+		}
+		/* Deadlines: the display's (frame waits) and each VM's fences. */
+		if (d->display && vgb_display_next_timeout_ms(d->display) == 0)
+			vgb_display_dispatch(d->display);
+		for (unsigned i = 0; i < MAX_CONNS; i++)
+			if (d->conns[i].dev && vgb_vhost_dev_next_timeout_ms(d->conns[i].dev) == 0)
+				vgb_vhost_dev_dispatch_timeouts(d->conns[i].dev);
+	}
+	return 0;
+}
+
+static int create_display(const char *kind, const char *wl_name, struct vgb_display **ret)
+{
+	if (!kind || strcmp(kind, "wayland") == 0) {
+		struct vgb_display_options o = { .title = "vgbridge vhost-user-gpu", .timeout_ms = 1000 };
+		return vgb_display_create_wayland(wl_name, &o, ret);
+	}
+	if (strcmp(kind, "none") == 0) {
+		*ret = NULL; /* flushes complete at once */
+		return 0;
+	}
+	if (strcmp(kind, "null") == 0)
+		return vgb_display_create_null(ret);
+	if (strncmp(kind, "capture:", 8) == 0)
+		return vgb_display_create_capture(kind + 8, ret);
+	return -EINVAL;
+}
+
+static int parse_u32(const char *s, uint32_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > UINT32_MAX)
+		return -EINVAL;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+int vgb_vhost_user_main(int argc, char **argv)
+{
+	enum { O_SOCKET = 256, O_FD, O_CAPS, O_QEMU, O_DISPLAY, O_WL, O_W, O_H, O_STATS, O_LOG,
+	       O_VHOST, O_HELP };
+	static const struct option longopts[] = {
+		{ "socket-path", required_argument, NULL, O_SOCKET },
+		{ "fd", required_argument, NULL, O_FD },
+		{ "print-capabilities", no_argument, NULL, O_CAPS },
+		{ "qemu-display", no_argument, NULL, O_QEMU },
+		{ "display", required_argument, NULL, O_DISPLAY },
+		{ "wayland-display", required_argument, NULL, O_WL },
+		{ "width", required_argument, NULL, O_W },
+		{ "height", required_argument, NULL, O_H },
+		{ "stats-file", required_argument, NULL, O_STATS },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "vhost-user", no_argument, NULL, O_VHOST },
+		{ "help", no_argument, NULL, O_HELP },
+		{ 0 },
+	};
+	struct daemon d = { .epoll_fd = -1, .listen_fd = -1, .signal_fd = -1 };
+	const char *display_kind = NULL, *wl_name = NULL;
+	int conn_fd = -1, c, r, status = 1;
+	bool caps = false;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_SOCKET: d.socket_path = optarg; break;
+		case O_FD:
+			if (parse_u32(optarg, (uint32_t *)&conn_fd) < 0 || conn_fd < 0) {
+				fprintf(stderr, "vgbridged: bad --fd %s\n", optarg);
+				return 2;
+			}
+			break;
+		case O_CAPS: caps = true; break;
+		case O_QEMU: d.opts.qemu_display = true; break;
+		case O_DISPLAY: display_kind = optarg; break;
+		case O_WL: wl_name = optarg; break;
+		case O_W:
+		case O_H:
+			if (parse_u32(optarg, c == O_W ? &d.opts.display_width
+						   : &d.opts.display_height) < 0) {
+				fprintf(stderr, "vgbridged: bad size %s\n", optarg);
+				return 2;
+			}
+			break;
+		case O_STATS: d.stats_path = optarg; break;
+		case O_LOG:
+			r = vgb_log_parse_level(optarg);
+			if (r < 0) {
+				fprintf(stderr, "vgbridged: bad --log-level %s\n", optarg);
+				return 2;
+			}
+			vgb_log_set_level((enum vgb_log_level)r);
+			break;
+		case O_VHOST: break;
+		case O_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (caps) {
+		vgb_vhost_print_capabilities(stdout);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	if ((d.socket_path != NULL) == (conn_fd >= 0)) {
+		fprintf(stderr, "vgbridged: give exactly one of --socket-path and --fd\n");
+		return 2;
+	}
+
+	d.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (d.epoll_fd < 0)
+		return 1;
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG(TAG_SIGNAL, 0) };
+	if (d.signal_fd < 0 || epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.signal_fd, &ev) < 0)
+		goto out;
+
+	if (!d.opts.qemu_display) {
+		r = create_display(display_kind, wl_name, &d.display);
+		if (r < 0) {
+			vgb_log_errno(VGB_LOG_ERROR, r, "vgbridged: display %s",
+				      display_kind ? display_kind : "wayland");
+			goto out;
+		}
+		d.opts.display = d.display;
+		int dfd = d.display ? vgb_display_get_fd(d.display) : -1;
+		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_DISPLAY, 0) };
+		if (dfd >= 0 && epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, dfd, &ev) < 0)
+			goto out;
+	}
+
+	if (d.socket_path) {
+		d.listen_fd = listen_on(d.socket_path);
+		if (d.listen_fd < 0) {
+			vgb_log_errno(VGB_LOG_ERROR, d.listen_fd, "vgbridged: listen on %s",
+				      d.socket_path);
+			goto out;
+		}
+		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_LISTEN, 0) };
+		if (epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.listen_fd, &ev) < 0)
+			goto out;
+		vgb_log(VGB_LOG_INFO, "vhost-user: listening on %s", d.socket_path);
+	} else {
+		int fd = fcntl(conn_fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0) {
+			vgb_log(VGB_LOG_ERROR, "vgbridged: --fd %d is not open", conn_fd);
+			goto out;
+		}
+		close(conn_fd);
+		d.single = true;
+		r = add_conn(&d, fd);
+		if (r < 0) {
+			vgb_log_errno(VGB_LOG_ERROR, r, "vgbridged: --fd");
+			goto out;
+		}
+	}
+
+	r = run(&d);
+	status = r < 0 ? 1 : 0;
+out:
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		drop_conn(&d, i, -ESHUTDOWN);
+	write_stats(&d);
+	if (d.listen_fd >= 0) {
+		close(d.listen_fd);
+		unlink(d.socket_path);
+	}
+	vgb_display_destroy(d.display);
+	vgb_close(d.signal_fd);
+	vgb_close(d.epoll_fd);
+	return status;
+}
