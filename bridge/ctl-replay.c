@@ -95,28 +95,7 @@ static int parse_result(const char *s, int *ret)
 /* Numbers: decimal or 0x hex, with an optional K, M or G (binary) suffix. */
 static int parse_num(const char *s, uint64_t *ret)
 {
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
-
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno)
-		return -errno;
-	if (*end == 'K' || *end == 'k')
-		shift = 10;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30;
-	if (shift)
-		end++;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -EINVAL;
-	*ret = v << shift;
-	return 0;
+	return vgb_parse_u64(s, UINT64_MAX, ret);
 }
 
 static int parse_u32(const char *s, uint32_t *ret)

@@ -234,6 +234,12 @@ int vgb_export_create_host(uint64_t size, struct vgb_export **ret)
 	return 0;
 }
 
+/* Whether @b is a VFIO segment of the same device region as the VFIO segment @a. */
+static bool same_vfio_region(const struct vgb_blob_segment *a, const struct vgb_blob_segment *b)
+{
+	return b->kind == VGB_MEMMAP_VFIO && b->dev == a->dev && b->region == a->region;
+}
+
 /*
  * A view made of whole pages works when every segment after the first starts on a page both
  * in its source and in the view (the view starts at the first segment's page offset).
@@ -242,6 +248,7 @@ static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *lay
 {
 	uint64_t delta = layout->segs[0].offset % VGB_PAGE_SIZE;
 	_cleanup_free_ struct vgb_segment *segs = NULL;
+	_cleanup_free_ struct vgb_vfio_range *ranges = NULL;
 	struct vgb_segmap *map;
 	bool one_memfd = true;
 	int r;
@@ -254,7 +261,8 @@ static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *lay
 			return -EINVAL;
 	}
 	segs = calloc(layout->n_segs, sizeof(*segs));
-	if (!segs)
+	ranges = calloc(layout->n_segs, sizeof(*ranges));
+	if (!segs || !ranges)
 		return -ENOMEM;
 	for (size_t i = 0; i < layout->n_segs; i++) {
 		const struct vgb_blob_segment *s = &layout->segs[i];
@@ -268,10 +276,24 @@ static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *lay
 				one_memfd = false;
 		} else {
 			one_memfd = false;
-			r = vgb_vfio_segment(s->dev, s->region, start, length, &segs[i]);
-			if (r < 0)
-				return r;
+			ranges[i] = (struct vgb_vfio_range){ start, length };
 		}
+	}
+	/* Each run of VFIO segments of one region is resolved at once: one decode check each. */
+	for (size_t i = 0; i < layout->n_segs;) {
+		const struct vgb_blob_segment *s = &layout->segs[i];
+		size_t j = i + 1;
+
+		if (s->kind != VGB_MEMMAP_VFIO) {
+			i++;
+			continue;
+		}
+		while (j < layout->n_segs && same_vfio_region(s, &layout->segs[j]))
+			j++;
+		r = vgb_vfio_segments(s->dev, s->region, &ranges[i], j - i, &segs[i]);
+		if (r < 0)
+			return r;
+		i = j;
 	}
 	r = vgb_segmap_create(segs, layout->n_segs, e->dmabuf_fd, &map);
 	if (r < 0)

@@ -56,37 +56,6 @@ static void usage(FILE *f)
 		"SIGTERM or SIGINT shut it down cleanly.\n");
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno)
-		return -errno;
-	if (*end == 'K' || *end == 'k')
-		shift = 10;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30;
-	if (shift)
-		end++;
-	if (*end)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	v <<= shift;
-	if (v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
 static int notify(const char *state)
 {
@@ -122,12 +91,12 @@ static int listen_fd_from_env(void)
 
 	if (!pid_s || !fds_s)
 		return -ENOENT;
-	r = parse_u64(pid_s, INT_MAX, &pid);
+	r = vgb_parse_u64(pid_s, INT_MAX, &pid);
 	if (r < 0)
 		return r;
 	if ((pid_t)pid != getpid())
 		return -ENOENT; /* meant for another process */
-	r = parse_u64(fds_s, 64, &n);
+	r = vgb_parse_u64(fds_s, 64, &n);
 	if (r < 0)
 		return r;
 	unsetenv("LISTEN_PID");
@@ -239,41 +208,41 @@ int main(int argc, char **argv)
 				bdfs[n_bdfs++] = optarg;
 			break;
 		case OPT_UID:
-			r = parse_u64(optarg, UINT32_MAX - 1, &v);
+			r = vgb_parse_u64(optarg, UINT32_MAX - 1, &v);
 			opts.allowed_uid = (uid_t)v;
 			break;
 		case OPT_MAX_CLIENTS:
-			r = parse_u64(optarg, 4096, &v);
+			r = vgb_parse_u64(optarg, 4096, &v);
 			opts.max_clients = (unsigned)v;
 			break;
 		case OPT_MAX_ENTRIES:
 			/* One blob's entries must fit one packet: 16 bytes each after the
 			 * headers (protocol, VIRTIO_GPU_CMD prefix, RESOURCE_CREATE_BLOB). */
-			r = parse_u64(optarg, (VGB_PROTO_MAX_MSG - 16 - 8 - 48) / 16, &v);
+			r = vgb_parse_u64(optarg, (VGB_PROTO_MAX_MSG - 16 - 8 - 48) / 16, &v);
 			opts.max_entries = (uint32_t)v;
 			break;
 		case OPT_MAX_BLOB:
-			r = parse_u64(optarg, 1ull << 40, &v);
+			r = vgb_parse_u64(optarg, 1ull << 40, &v);
 			opts.max_blob_size = v;
 			break;
 		case OPT_MAX_RES:
-			r = parse_u64(optarg, 1u << 20, &v);
+			r = vgb_parse_u64(optarg, 1u << 20, &v);
 			opts.max_resources = (uint32_t)v;
 			break;
 		case OPT_MAX_WINDOWS:
-			r = parse_u64(optarg, VGB_MEMMAP_MAX_WINDOWS, &v);
+			r = vgb_parse_u64(optarg, VGB_MEMMAP_MAX_WINDOWS, &v);
 			opts.max_windows = (uint32_t)v;
 			break;
 		case OPT_MAX_PENDING:
-			r = parse_u64(optarg, 65536, &v);
+			r = vgb_parse_u64(optarg, 65536, &v);
 			opts.max_pending = (uint32_t)v;
 			break;
 		case OPT_SCANOUTS:
-			r = parse_u64(optarg, 16, &v);
+			r = vgb_parse_u64(optarg, 16, &v);
 			opts.num_scanouts = (uint32_t)v;
 			break;
 		case OPT_FENCE:
-			r = parse_u64(optarg, 10000, &v);
+			r = vgb_parse_u64(optarg, 10000, &v);
 			opts.fence_timeout_ms = (uint32_t)v;
 			break;
 		case OPT_NO_PATHS:

@@ -4,7 +4,8 @@
  *   - the virtual device: decode on after create (as vfio-pci's open), reads and writes of a
  *     BAR give -EIO while it is off, a reset keeps it; exports and segments are refused with
  *     -EIO and no backend call, and work again once the guest turns decode back on
- *   - the kernel backend against the fake kernel: the same, counting DMA_BUF GETs; a device
+ *   - the kernel backend against the fake kernel: the same, counting DMA_BUF GETs; many
+ *     segments of one region check decode once (one config read) and still refuse; a device
  *     that is not PCI is not gated; a config read that fails passes its errno on
  *   - the order of answers: capability, then validation, then decode
  *   - nothing above debug is logged, nothing leaks
@@ -146,6 +147,29 @@ static int adopt(struct vgb_vfio_device **ret)
 
 static ssize_t (*real_pread)(int, void *, size_t, off_t);
 static off_t fail_at = -1;
+static unsigned config_reads;
+
+static ssize_t counting_pread(int fd, void *buf, size_t len, off_t off)
+{
+	if (off == (off_t)(fake_vfio_region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + PCI_COMMAND))
+		config_reads++;
+	return real_pread(fd, buf, len, off);
+}
+
+/* vgb_vfio_segments() of @n ranges; returns its result and the PCI_COMMAND reads it made. */
+static int segments(struct vgb_vfio_device *dev, const struct vgb_vfio_range *ranges, size_t n,
+		    struct vgb_segment *segs, unsigned *ret_reads)
+{
+	int r;
+
+	real_pread = vgb_sys.pread;
+	vgb_sys.pread = counting_pread;
+	config_reads = 0;
+	r = vgb_vfio_segments(dev, 2, ranges, n, segs);
+	vgb_sys.pread = real_pread;
+	*ret_reads = config_reads;
+	return r;
+}
 
 static ssize_t failing_pread(int fd, void *buf, size_t len, off_t off)
 {
@@ -196,6 +220,33 @@ static void test_kernel(void)
 	tap_ok(fd >= 0 && f->calls.get == gets + 1, "decode on: export works again (%d)", fd);
 	vgb_close(fd);
 	tap_is_errno(vgb_vfio_segment(dev, 2, 0, PAGE, &seg), 0, "and the segment");
+
+	/* Many ranges of one region: decode is still checked, once for all of them. */
+	{
+		const struct vgb_vfio_range many[] = { { 5 * PAGE, PAGE }, { 0, PAGE },
+						       { 9 * PAGE, 2 * PAGE }, { 2 * PAGE, PAGE } };
+		const struct vgb_vfio_range bad[] = { { 0, PAGE }, { PAGE + 100, PAGE } };
+		struct vgb_segment segs[VGB_ARRAY_SIZE(many)];
+		unsigned reads;
+
+		r = segments(dev, many, VGB_ARRAY_SIZE(many), segs, &reads);
+		tap_ok(r == 0 && reads == 1, "segments: 4 ranges resolve with one config read (%d, %u)",
+		       r, reads);
+		tap_ok(r == 0 && segs[2].offset == fake_vfio_region_offset(2) + 9 * PAGE &&
+			       segs[2].length == 2 * PAGE,
+		       "segments: each range lands at its region offset");
+		tap_is_errno(fake_vfio_set_memory_decode(f, false), 0, "decode off");
+		r = segments(dev, many, VGB_ARRAY_SIZE(many), segs, &reads);
+		tap_ok(r == -EIO && reads == 1, "segments: decode off is -EIO (%d, %u reads)", r,
+		       reads);
+		r = segments(dev, bad, VGB_ARRAY_SIZE(bad), segs, &reads);
+		tap_ok(r == -EINVAL && reads == 0,
+		       "segments: an unaligned range is -EINVAL before any config read (%d, %u)", r,
+		       reads);
+		tap_is_errno(fake_vfio_set_memory_decode(f, true), 0, "decode on");
+		tap_is_errno(vgb_vfio_segments(dev, 2, many, 0, segs), -EINVAL,
+			     "segments: n == 0 is -EINVAL");
+	}
 
 	/* A config read that fails: refuse with its errno rather than guess. */
 	real_pread = vgb_sys.pread;

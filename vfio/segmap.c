@@ -41,19 +41,21 @@ static bool in_sparse(const struct vgb_vfio_region_info *info, uint64_t off, uin
 	return true;
 }
 
-int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
-		     uint64_t length, struct vgb_segment *ret)
+/* Whether a range is non-empty and page aligned (checked before any query). */
+static bool range_is_aligned(const struct vgb_vfio_range *r)
 {
-	const struct vgb_vfio_region_info *info;
-	uint64_t end, file_off;
-	int fd, r;
+	return r->length && VGB_IS_ALIGNED(r->offset, VGB_PAGE_SIZE) &&
+	       VGB_IS_ALIGNED(r->length, VGB_PAGE_SIZE);
+}
 
-	if (!dev || !ret || !length || !VGB_IS_ALIGNED(offset, VGB_PAGE_SIZE) ||
-	    !VGB_IS_ALIGNED(length, VGB_PAGE_SIZE))
-		return -EINVAL;
-	r = vgb_vfio_region_info(dev, region, &info);
-	if (r < 0)
-		return r;
+/* Everything vgb_vfio_segment() checks of an aligned range except memory decode. */
+static int resolve(struct vgb_vfio_device *dev, uint32_t region,
+		   const struct vgb_vfio_region_info *info, uint64_t offset, uint64_t length,
+		   struct vgb_segment *ret)
+{
+	uint64_t end, file_off;
+	int fd;
+
 	if (__builtin_add_overflow(offset, length, &end) || end > info->size)
 		return -EINVAL;
 	if (!vgb_vfio_device_has_cap(dev, VGB_VFIO_CAP_MMAP) ||
@@ -63,14 +65,47 @@ int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offs
 		return -EACCES;
 	if (__builtin_add_overflow(info->offset, offset, &file_off) || file_off > INT64_MAX)
 		return -EINVAL;
-	/* vfio-pci maps an undecoded BAR and answers the first read of it with SIGBUS. */
-	r = vgb_vfio_check_decode(dev, region);
-	if (r < 0)
-		return r;
 	fd = dev->ops->region_mmap_fd(dev, region);
 	if (fd < 0)
 		return fd;
 	*ret = (struct vgb_segment){ .fd = fd, .offset = file_off, .length = length };
+	return 0;
+}
+
+int vgb_vfio_segments(struct vgb_vfio_device *dev, uint32_t region,
+		      const struct vgb_vfio_range *ranges, size_t n, struct vgb_segment *ret)
+{
+	const struct vgb_vfio_region_info *info;
+	int r;
+
+	if (!dev || !ranges || !ret || n == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!range_is_aligned(&ranges[i]))
+			return -EINVAL;
+	r = vgb_vfio_region_info(dev, region, &info);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = resolve(dev, region, info, ranges[i].offset, ranges[i].length, &ret[i]);
+		if (r < 0)
+			return r;
+	}
+	/* vfio-pci maps an undecoded BAR and answers the first read of it with SIGBUS: checked
+	 * once for all @n, after validation (bad input is -EINVAL/-EACCES whatever the bit). */
+	return vgb_vfio_check_decode(dev, region);
+}
+
+int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
+		     uint64_t length, struct vgb_segment *ret)
+{
+	const struct vgb_vfio_range range = { offset, length };
+	struct vgb_segment seg;
+	int r = vgb_vfio_segments(dev, region, &range, 1, &seg);
+
+	if (r < 0)
+		return r;
+	*ret = seg;
 	return 0;
 }
 

@@ -66,4 +66,11 @@ static inline int vgb_close(int fd)
 /* Monotonic time in nanoseconds. */
 uint64_t vgb_now_ns(void);
 
+/*
+ * Parses a number for a command line or a script: decimal, 0x hex or 0 octal (strtoull base 0),
+ * with an optional K, M or G suffix (binary, either case). Returns 0 and *@ret, -EINVAL for an
+ * empty, negative or malformed string, -ERANGE when the value exceeds @max or 2^64 - 1.
+ */
+int vgb_parse_u64(const char *s, uint64_t max, uint64_t *ret);
+
 #endif

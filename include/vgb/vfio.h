@@ -285,6 +285,16 @@ struct vgb_segment {
 int vgb_vfio_segment(struct vgb_vfio_device *dev, uint32_t region, uint64_t offset,
 		     uint64_t length, struct vgb_segment *ret);
 
+/*
+ * vgb_vfio_segment() for @n ranges of one region, into @ret[0..n-1]: every range is validated
+ * as there, and memory decode is checked once for all of them (one config read on the kernel
+ * backend instead of one per range). A caller building one view from many ranges uses this.
+ * Returns 0 or the first error, with the same codes; @ret is meaningful only on success.
+ * -EINVAL also for n == 0.
+ */
+int vgb_vfio_segments(struct vgb_vfio_device *dev, uint32_t region,
+		      const struct vgb_vfio_range *ranges, size_t n, struct vgb_segment *ret);
+
 struct vgb_segmap {
 	void *addr;       /* the contiguous read-only view */
 	size_t size;      /* its length */

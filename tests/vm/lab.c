@@ -156,7 +156,7 @@ int vm_lab_get_command(struct vgb_vfio_device *dev, uint16_t *ret)
 
 int vm_lab_set_memory_decode(struct vgb_vfio_device *dev, bool on)
 {
-	uint16_t cmd;
+	uint16_t cmd = 0; /* -O2 cannot see that vm_lab_get_command() sets it on success */
 	unsigned char b[2];
 	ssize_t n;
 	int r = vm_lab_get_command(dev, &cmd);
