@@ -404,6 +404,20 @@ int vgb_ctl_scenario(int argc, char **argv)
 		vgb_close(efd);
 	}
 
+	/* The daemon's display counters are global: remember where they stood so the summary
+	 * speaks of this run's frames only. */
+	uint64_t copies0 = 0, presented0 = 0;
+	{
+		struct vgb_wire_stats_global g0;
+		struct vgb_wire_stats_client *rows0 = NULL;
+
+		if (vgb_client_stats(c, VGB_STATS_SELF_ONLY, &g0, &rows0) == 0) {
+			copies0 = g0.frame_copies;
+			presented0 = g0.frames_presented;
+		}
+		free(rows0);
+	}
+
 	for (uint32_t f = 0; f < frames; f++) {
 		struct timespec t0, tf;
 		double t_draw, t_t2d, t_flush;
@@ -473,11 +487,19 @@ int vgb_ctl_scenario(int argc, char **argv)
 			       (unsigned long long)s->gpu_commands, (unsigned long long)s->gpu_errors,
 			       (unsigned long long)s->fences_completed,
 			       (unsigned long long)s->fences_timed_out);
-			printf("summary: display %s, path %s, %.2f display copies per frame, "
-			       "%.2f bridge copies per frame\n",
+			uint64_t copies = g.frame_copies - copies0;
+			uint64_t presented = g.frames_presented - presented0;
+
+			/* Per guest flush: what the frame path costs. Per presented frame: more
+			 * than one when the guest flushes faster than the compositor repaints
+			 * (each flush's damage is still copied once, when it is taken). */
+			printf("summary: display %s, path %s, %.2f display copies per guest flush "
+			       "(%.2f per presented frame, %llu presented), %.2f bridge copies per "
+			       "flush\n",
 			       name, g.display_path < 6 ? paths[g.display_path] : "?",
-			       g.frames_presented ? (double)g.frame_copies / (double)g.frames_presented
-						  : 0.0,
+			       frames ? (double)copies / (double)frames : 0.0,
+			       presented ? (double)copies / (double)presented : 0.0,
+			       (unsigned long long)presented,
 			       s->frames_presented ? (double)s->copies / (double)s->frames_presented
 						   : 0.0);
 			printf("summary: fenced flush round trip min %.3f / avg %.3f / max %.3f ms; "

@@ -52,7 +52,7 @@ static void print_global(const struct vgb_wire_stats_global *g)
 	printf("display: %s (%s), path %s, frames %llu presented, %llu dropped\n", name,
 	       g->display_connected ? "connected" : "not connected", path_name(g->display_path),
 	       (unsigned long long)g->frames_presented, (unsigned long long)g->frames_dropped);
-	printf("display copies: %llu frames copied, %llu bytes, %.2f copies per frame; "
+	printf("display copies: %llu frames copied, %llu bytes, %.2f copies per presented frame; "
 	       "dmabufs refused %llu\n",
 	       (unsigned long long)g->frame_copies, (unsigned long long)g->bytes_copied,
 	       g->frames_presented ? (double)g->frame_copies / (double)g->frames_presented : 0.0,
