@@ -261,31 +261,42 @@ int vgb_client_gpu_cmd(struct vgb_client *c, uint32_t queue, const void *cmd, si
 	return rep.result;
 }
 
-int vgb_client_export_blob(struct vgb_client *c, uint32_t resource_id,
-			   struct vgb_msg_export_blob_reply *ret, int *ret_fd)
+/*
+ * Calls; a successful reply must carry at least @size bytes, copied to @ret, and its first fd
+ * (or -1) goes to *@ret_fd when @ret_fd is not NULL (closed otherwise).
+ */
+static int call_with_fd(struct vgb_client *c, uint16_t type, const void *req, size_t req_len,
+			void *ret, size_t size, int *ret_fd)
 {
-	struct vgb_msg_export_blob m = { .resource_id = resource_id };
 	struct vgb_client_reply rep;
 	int r;
 
-	r = vgb_client_call(c, VGB_MSG_EXPORT_BLOB, &m, sizeof(m), NULL, 0, NULL, 0, &rep);
+	r = vgb_client_call(c, type, req, req_len, NULL, 0, NULL, 0, &rep);
 	if (r < 0)
 		return r;
 	if (rep.result < 0) {
 		vgb_client_reply_finish(&rep);
 		return rep.result;
 	}
-	if (rep.body_len < sizeof(*ret)) {
+	if (rep.body_len < size) {
 		vgb_client_reply_finish(&rep);
 		return -EPROTO;
 	}
-	memcpy(ret, rep.body, sizeof(*ret));
+	memcpy(ret, rep.body, size);
 	if (ret_fd) {
 		*ret_fd = rep.fds[0];
 		rep.fds[0] = -1;
 	}
 	vgb_client_reply_finish(&rep);
 	return 0;
+}
+
+int vgb_client_export_blob(struct vgb_client *c, uint32_t resource_id,
+			   struct vgb_msg_export_blob_reply *ret, int *ret_fd)
+{
+	struct vgb_msg_export_blob m = { .resource_id = resource_id };
+
+	return call_with_fd(c, VGB_MSG_EXPORT_BLOB, &m, sizeof(m), ret, sizeof(*ret), ret_fd);
 }
 
 int vgb_client_query_device(struct vgb_client *c, uint32_t device_id, uint32_t region,
@@ -296,28 +307,11 @@ int vgb_client_query_device(struct vgb_client *c, uint32_t device_id, uint32_t r
 		.region_index = region,
 		.flags = flags,
 	};
-	struct vgb_client_reply rep;
-	int r;
+	int r = call_with_fd(c, VGB_MSG_QUERY_DEVICE, &m, sizeof(m), ret, sizeof(*ret), ret_fd);
 
-	r = vgb_client_call(c, VGB_MSG_QUERY_DEVICE, &m, sizeof(m), NULL, 0, NULL, 0, &rep);
-	if (r < 0)
-		return r;
-	if (rep.result < 0) {
-		vgb_client_reply_finish(&rep);
-		return rep.result;
-	}
-	if (rep.body_len < sizeof(*ret)) {
-		vgb_client_reply_finish(&rep);
-		return -EPROTO;
-	}
-	memcpy(ret, rep.body, sizeof(*ret));
-	ret->name[sizeof(ret->name) - 1] = 0;
-	if (ret_fd) {
-		*ret_fd = rep.fds[0];
-		rep.fds[0] = -1;
-	}
-	vgb_client_reply_finish(&rep);
-	return 0;
+	if (r == 0)
+		ret->name[sizeof(ret->name) - 1] = 0;
+	return r;
 }
 
 int vgb_client_stats(struct vgb_client *c, uint32_t flags, struct vgb_wire_stats_global *ret_global,

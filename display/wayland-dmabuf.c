@@ -299,8 +299,7 @@ int dmabuf_import(struct wl_sink *s, struct scanout *so, const struct vgb_frame 
 	struct cached_buffer *cb = cached_find(s, f->buffer_id, CACHED_DMABUF);
 	uint64_t modifier;
 
-	if (cb && cb->width == f->width && cb->height == f->height && cb->fourcc == b->fourcc &&
-	    cb->stride == b->stride[0] && cb->offset == b->offset[0]) {
+	if (cached_matches(cb, f, b->fourcc, b->stride[0], b->offset[0])) {
 		*ret = cb;
 		return 0;
 	}
@@ -313,18 +312,10 @@ int dmabuf_import(struct wl_sink *s, struct scanout *so, const struct vgb_frame 
 		if (dmabuf_fd_is_vfio_device(b->fd[i]))
 			return -EPERM; /* a device fd is never handed to the compositor */
 
-	cb = calloc(1, sizeof(*cb));
+	cb = cached_new(s, f, CACHED_DMABUF, CACHED_IMPORTING, b->fourcc, b->stride[0],
+			b->offset[0]);
 	if (!cb)
 		return -ENOMEM;
-	cb->sink = s;
-	cb->id = f->buffer_id;
-	cb->kind = CACHED_DMABUF;
-	cb->state = CACHED_IMPORTING;
-	cb->width = f->width;
-	cb->height = f->height;
-	cb->fourcc = b->fourcc;
-	cb->stride = b->stride[0];
-	cb->offset = b->offset[0];
 	cb->modifier = modifier;
 	cb->deadline_ns = vgb_now_ns() + wl_sink_timeout_ns(s);
 	cb->params = zwp_linux_dmabuf_v1_create_params(s->dmabuf);

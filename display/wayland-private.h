@@ -206,6 +206,13 @@ void shm_copy_destroy_all(struct scanout *so);
 int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret);
 bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f);
 int shm_cursor_update(struct scanout *so);
+/* Whether @cb (may be NULL) was made for @f's size with this fourcc, stride and offset. */
+bool cached_matches(const struct cached_buffer *cb, const struct vgb_frame *f, uint32_t fourcc,
+		    uint32_t stride, uint64_t offset);
+/* A new cached buffer for @f (id f->buffer_id; in no list, no wl_buffer yet), or NULL. */
+struct cached_buffer *cached_new(struct wl_sink *s, const struct vgb_frame *f,
+				 enum cached_kind kind, enum cached_state state, uint32_t fourcc,
+				 uint32_t stride, uint64_t offset);
 void cached_destroy(struct cached_buffer *cb);
 /* Listens for release on cb->buffer: an uncached (id 0) buffer goes away on release. */
 void cached_listen(struct cached_buffer *cb);

@@ -61,6 +61,33 @@ struct cached_buffer *cached_find(struct wl_sink *s, uint64_t id, enum cached_ki
 	return NULL;
 }
 
+bool cached_matches(const struct cached_buffer *cb, const struct vgb_frame *f, uint32_t fourcc,
+		    uint32_t stride, uint64_t offset)
+{
+	return cb && cb->width == f->width && cb->height == f->height && cb->fourcc == fourcc &&
+	       cb->stride == stride && cb->offset == offset;
+}
+
+struct cached_buffer *cached_new(struct wl_sink *s, const struct vgb_frame *f,
+				 enum cached_kind kind, enum cached_state state, uint32_t fourcc,
+				 uint32_t stride, uint64_t offset)
+{
+	struct cached_buffer *cb = calloc(1, sizeof(*cb));
+
+	if (!cb)
+		return NULL;
+	cb->sink = s;
+	cb->id = f->buffer_id;
+	cb->kind = kind;
+	cb->state = state;
+	cb->width = f->width;
+	cb->height = f->height;
+	cb->fourcc = fourcc;
+	cb->stride = stride;
+	cb->offset = offset;
+	return cb;
+}
+
 void cached_destroy(struct cached_buffer *cb)
 {
 	if (!cb)
@@ -133,9 +160,7 @@ int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_b
 	struct wl_shm_pool *pool;
 	uint32_t format;
 
-	if (cb && cb->width == f->width &&
-	    cb->height == f->height && cb->fourcc == f->fourcc && cb->stride == v->stride &&
-	    cb->offset == v->memfd_offset) {
+	if (cached_matches(cb, f, f->fourcc, v->stride, v->memfd_offset)) {
 		*ret = cb;
 		return 0;
 	}
@@ -143,18 +168,10 @@ int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_b
 	if (!shm_format_ok(s, f->fourcc, &format))
 		return -EOPNOTSUPP;
 
-	cb = calloc(1, sizeof(*cb));
+	cb = cached_new(s, f, CACHED_SHM_DIRECT, CACHED_READY, f->fourcc, v->stride,
+			v->memfd_offset);
 	if (!cb)
 		return -ENOMEM;
-	cb->sink = s;
-	cb->id = f->buffer_id;
-	cb->kind = CACHED_SHM_DIRECT;
-	cb->state = CACHED_READY;
-	cb->width = f->width;
-	cb->height = f->height;
-	cb->fourcc = f->fourcc;
-	cb->stride = v->stride;
-	cb->offset = v->memfd_offset;
 	/* The pool spans the memfd from 0 to the frame's end: the compositor maps only that. */
 	pool = wl_shm_create_pool(s->shm, v->memfd,
 				  (int32_t)(v->memfd_offset + (uint64_t)v->stride * f->height));

@@ -19,6 +19,8 @@
 
 #include "client.h"
 #include "guest.h"
+#include "client-gpu.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/display.h"
@@ -28,30 +30,15 @@
 #define MiB (1ull << 20)
 #define PG 4096u
 
+/* The bench's wait hook: 4000 rounds where the tests allow 400. */
 static void pump(void *data, int fd)
 {
-	for (int i = 0; i < 4000; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
+	server_pump_for(data, fd, 4000);
 }
 
 static double us_per(uint64_t t0, unsigned n)
 {
 	return (double)(vgb_now_ns() - t0) / 1e3 / n;
-}
-
-static uint32_t resp_of(struct vgb_client *c, const void *cmd, size_t len)
-{
-	uint8_t resp[512];
-	size_t rlen = 0;
-
-	if (vgb_client_gpu_cmd(c, VGB_GPU_QUEUE_CONTROL, cmd, len, resp, sizeof(resp), &rlen) < 0)
-		return 0;
-	return vgb_guest_resp_type(resp, rlen);
 }
 
 int main(void)
@@ -124,15 +111,15 @@ int main(void)
 						      .length = 4 * PG };
 	n = vgb_guest_create_blob(cmd, cap, 1, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 64 * 4 * PG, e, 64);
-	tap_is_uint(resp_of(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob of 64 runs");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob of 64 runs");
 	n = vgb_guest_set_scanout_blob(cmd, cap, 0, 1, 256, 256, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
 				       1024, 0, 0, 0, 256, 256);
-	tap_is_uint(resp_of(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
 
 	n = vgb_guest_transfer_2d(cmd, cap, 1, 0, 0, 256, 256, 0, 0);
 	t0 = vgb_now_ns();
 	for (unsigned i = 0; i < rounds; i++)
-		if (resp_of(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
+		if (client_gpu(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
 			bad++;
 	tap_is_uint(bad, 0, "TRANSFER_TO_HOST_2D round trips");
 	tap_diag("TRANSFER_TO_HOST_2D (blob, no-op) round trip: %.2f us", us_per(t0, rounds));
@@ -140,7 +127,7 @@ int main(void)
 	t0 = vgb_now_ns();
 	for (unsigned i = 0; i < rounds; i++) {
 		n = vgb_guest_flush(cmd, cap, 1, 0, 0, 256, 256, i + 1);
-		if (resp_of(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
+		if (client_gpu(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
 			bad++;
 	}
 	tap_is_uint(bad, 0, "fenced RESOURCE_FLUSH round trips");
@@ -156,10 +143,10 @@ int main(void)
 	for (unsigned i = 0; i < big_rounds; i++) {
 		n = vgb_guest_create_blob(cmd, cap, 2, VIRTIO_GPU_BLOB_MEM_GUEST,
 					  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 16384ull * PG, e, 16384);
-		if (resp_of(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
+		if (client_gpu(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
 			bad++;
 		n = vgb_guest_unref(cmd, cap, 2);
-		if (resp_of(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
+		if (client_gpu(c, cmd, n) != VIRTIO_GPU_RESP_OK_NODATA)
 			bad++;
 	}
 	tap_is_uint(bad, 0, "16384-entry blobs created and unreferenced");

@@ -14,6 +14,7 @@
 
 #include "leak.h"
 #include "protocol.h"
+#include "rawsock.h"
 #include "tap.h"
 #include "vgb/util.h"
 
@@ -184,29 +185,6 @@ static int make_memfd(void)
 	return fd;
 }
 
-/* Sends a raw packet with @n fds (by sendmsg, so counts need not match anything). */
-static int send_raw(int sock, const void *data, size_t len, const int *fds, unsigned n)
-{
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { (void *)data, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (n) {
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 static void test_socket(void)
 {
 	struct leak_snapshot before;
@@ -236,7 +214,7 @@ static void test_socket(void)
 	/* More fds than VGB_PROTO_MAX_FDS: the kernel cuts them (MSG_CTRUNC); none may leak. */
 	int before_fds = leak_count_fds();
 	memcpy(buf, &(struct vgb_msg_header){ .type = VGB_MSG_ADD_RAM, .length = 32, .id = 4 }, 16);
-	tap_is_int(send_raw(sv[0], buf, 16 + 32, fds, 8), 0, "send a packet with 8 fds");
+	tap_is_int(rawsock_send(sv[0], buf, 16 + 32, fds, 8), 0, "send a packet with 8 fds");
 	n = vgb_msg_recv(sv[1], rx, sizeof(rx), &msg);
 	tap_is_int(n, -EBADMSG, "recv: MSG_CTRUNC is refused");
 	tap_is_int(leak_count_fds(), before_fds, "recv: no received fd left open after CTRUNC");
@@ -244,14 +222,14 @@ static void test_socket(void)
 	/* A packet whose length lies, with fds: refused, fds closed, the id still known. */
 	struct vgb_msg_header lie = { .type = VGB_MSG_ADD_RAM, .length = 100, .id = 42 };
 	memcpy(buf, &lie, sizeof(lie));
-	tap_is_int(send_raw(sv[0], buf, 16 + 32, fds, 2), 0, "send a packet with a lying length");
+	tap_is_int(rawsock_send(sv[0], buf, 16 + 32, fds, 2), 0, "send a packet with a lying length");
 	n = vgb_msg_recv(sv[1], rx, sizeof(rx), &msg);
 	tap_is_int(n, -EBADMSG, "recv: lying length refused");
 	tap_is_uint(msg.hdr.id, 42, "recv: the id is kept for the error reply");
 	tap_is_int(leak_count_fds(), before_fds, "recv: fds of a refused packet are closed");
 
 	/* A packet shorter than the header. */
-	tap_is_int(send_raw(sv[0], buf, 7, fds, 1), 0, "send a 7-byte packet");
+	tap_is_int(rawsock_send(sv[0], buf, 7, fds, 1), 0, "send a 7-byte packet");
 	n = vgb_msg_recv(sv[1], rx, sizeof(rx), &msg);
 	tap_is_int(n, -EBADMSG, "recv: runt packet refused");
 	tap_is_uint(msg.hdr.id, 0, "recv: runt packet has no id");
@@ -260,7 +238,7 @@ static void test_socket(void)
 	/* Larger than the receive buffer: MSG_TRUNC gives the real size. */
 	lie = (struct vgb_msg_header){ .type = VGB_MSG_STATS, .length = 4000 - 16, .id = 5 };
 	memcpy(buf, &lie, sizeof(lie));
-	tap_is_int(send_raw(sv[0], buf, 4000, fds, 1), 0, "send a 4000-byte packet");
+	tap_is_int(rawsock_send(sv[0], buf, 4000, fds, 1), 0, "send a 4000-byte packet");
 	n = vgb_msg_recv(sv[1], rx, 1024, &msg);
 	tap_is_int(n, -EMSGSIZE, "recv: over the buffer is -EMSGSIZE");
 	tap_is_uint(msg.hdr.id, 5, "recv: oversized packet keeps its id");

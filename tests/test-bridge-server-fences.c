@@ -24,6 +24,7 @@
 #include "client.h"
 #include "guest.h"
 #include "record-sink.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/log.h"
@@ -32,17 +33,6 @@
 #define MiB (1ull << 20)
 
 static char dir[] = "/tmp/vgb-test-fences-XXXXXX";
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
 
 static bool readable(int fd)
 {
@@ -86,7 +76,7 @@ static void setup(struct setup *st, const char *name, uint32_t fence_timeout_ms,
 	if (vgb_server_create(&o, &st->s) < 0 || vgb_server_listen(st->s, st->path) < 0 ||
 	    vgb_client_connect(st->path, &st->c) < 0)
 		tap_bail("server %s", name);
-	vgb_client_set_wait_hook(st->c, pump, st->s);
+	vgb_client_set_wait_hook(st->c, server_pump, st->s);
 	st->memfd = memfd_create("ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (st->memfd < 0 || ftruncate(st->memfd, (off_t)MiB) < 0 ||
 	    vgb_client_hello(st->c, NULL) < 0 || vgb_client_add_ram(st->c, st->memfd, 0, MiB, 0) < 0)
@@ -226,7 +216,7 @@ static void test_max_pending(void)
 	/* Another client is served meanwhile. */
 	if (vgb_client_connect(st.path, &other) < 0)
 		tap_bail("connect");
-	vgb_client_set_wait_hook(other, pump, st.s);
+	vgb_client_set_wait_hook(other, server_pump, st.s);
 	tap_is_int(vgb_client_hello(other, NULL), 0, "another client is served meanwhile");
 	vgb_client_destroy(other);
 
@@ -281,7 +271,7 @@ static void test_slow_reader(void)
 
 	if (vgb_client_connect(st.path, &other) < 0)
 		tap_bail("connect");
-	vgb_client_set_wait_hook(other, pump, st.s);
+	vgb_client_set_wait_hook(other, server_pump, st.s);
 	tap_is_int(vgb_client_hello(other, NULL), 0, "another client is served meanwhile");
 	vgb_client_destroy(other);
 

@@ -18,6 +18,8 @@
 #include "fake-vfio.h"
 #include "guest.h"
 #include "leak.h"
+#include "client-gpu.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/log.h"
@@ -26,27 +28,6 @@
 
 #define PG 4096u
 #define BAR_GPA 0x100000000ull
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
-
-static uint32_t gpu(struct vgb_client *c, const void *cmd, size_t len)
-{
-	uint8_t resp[512];
-	size_t rlen = 0;
-
-	if (vgb_client_gpu_cmd(c, VGB_GPU_QUEUE_CONTROL, cmd, len, resp, sizeof(resp), &rlen) < 0)
-		return 0;
-	return vgb_guest_resp_type(resp, rlen);
-}
 
 int main(void)
 {
@@ -76,7 +57,7 @@ int main(void)
 	leak_snapshot(&before);
 	if (vgb_client_connect(path, &c) < 0)
 		tap_bail("connect");
-	vgb_client_set_wait_hook(c, pump, s);
+	vgb_client_set_wait_hook(c, server_pump, s);
 	tap_is_int(vgb_client_hello(c, NULL), 0, "HELLO");
 
 	/* Not a VFIO device: refused, and the daemon keeps no copy of it. */
@@ -102,10 +83,10 @@ int main(void)
 	};
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 5, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 16 * PG, e, 3);
-	tap_is_uint(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "a blob of scattered BAR2 pages");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "a blob of scattered BAR2 pages");
 	n = vgb_guest_set_scanout_blob(cmd, sizeof(cmd), 0, 5, 64, 64,
 				       VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 256, 0, 0, 0, 64, 64);
-	tap_is_uint(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
 	r = vgb_client_export_blob(c, 5, &ex, &efd);
 	tap_ok(r == 0 && ex.strategy == VGB_WIRE_STRATEGY_VFIO_DMABUF && efd >= 0 &&
 		       ex.size == 16 * PG && ex.width == 64 && ex.stride == 256,
@@ -125,10 +106,10 @@ int main(void)
 	r = vgb_client_export_blob(c, 5, &ex, &efd);
 	tap_is_int(r, -ESTALE, "its blob went stale with the window");
 	n = vgb_guest_flush(cmd, sizeof(cmd), 5, 0, 0, 64, 64, 0);
-	tap_is_uint(gpu(c, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER,
 		    "flushing it answers ERR_INVALID_PARAMETER");
 	n = vgb_guest_unref(cmd, sizeof(cmd), 5);
-	tap_is_uint(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "RESOURCE_UNREF of it");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "RESOURCE_UNREF of it");
 
 	vgb_client_destroy(c);
 	for (int i = 0; i < 100 && vgb_server_client_count(s); i++)

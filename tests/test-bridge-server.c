@@ -30,6 +30,9 @@ void __sanitizer_purge_allocator(void);
 #include "guest.h"
 #include "leak.h"
 #include "protocol.h"
+#include "rawsock.h"
+#include "client-gpu.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/log.h"
@@ -42,20 +45,6 @@ void __sanitizer_purge_allocator(void);
 static struct vgb_server *srv;
 static char dir[] = "/tmp/vgb-test-server-XXXXXX";
 static char sock_path[128];
-
-/* Runs the daemon's loop until @fd is readable (bounded: a missing reply fails, not hangs). */
-static void pump(void *data, int fd)
-{
-	struct vgb_server *s = data;
-
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(s, 25) < 0)
-			return;
-	}
-}
 
 static void pump_until_clients(unsigned n)
 {
@@ -74,7 +63,7 @@ static struct vgb_client *client_new(bool hello)
 		tap_bail("connect %s: %s", sock_path, strerror(-r));
 	/* A reply that never comes fails the test instead of hanging it. */
 	setsockopt(vgb_client_get_fd(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	vgb_client_set_wait_hook(c, pump, srv);
+	vgb_client_set_wait_hook(c, server_pump, srv);
 	if (hello) {
 		r = vgb_client_hello(c, NULL);
 		if (r < 0)
@@ -96,37 +85,10 @@ static int memfd_new(uint64_t size)
 static void send_raw(struct vgb_client *c, const void *data, size_t len, const int *fds,
 		     unsigned n)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = { (void *)data, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (n) {
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
-	}
-	if (sendmsg(vgb_client_get_fd(c), &mh, MSG_NOSIGNAL) < 0)
-		tap_bail("sendmsg: %s", strerror(errno));
-}
-
-/* Sends a virtio-gpu command and returns the response type (or the -errno result). */
-static int64_t gpu(struct vgb_client *c, const void *cmd, size_t len)
-{
-	uint8_t resp[512];
-	size_t rlen = 0;
-	int r = vgb_client_gpu_cmd(c, VGB_GPU_QUEUE_CONTROL, cmd, len, resp, sizeof(resp), &rlen);
+	int r = rawsock_send(vgb_client_get_fd(c), data, len, fds, n);
 
 	if (r < 0)
-		return r;
-	return vgb_guest_resp_type(resp, rlen);
+		tap_bail("sendmsg: %s", strerror(-r));
 }
 
 static struct vgb_wire_stats_client self_stats(struct vgb_client *c)
@@ -246,7 +208,7 @@ static void test_malformed(void)
 						{ .addr = 16 * MiB, .length = 64 << 10 } };
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 1, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 128 << 10, ents, 2);
-	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "setup: blob over both windows");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "setup: blob over both windows");
 
 	struct vgb_msg_hello hello = { .version = 1 };
 	struct vgb_msg_add_ram ram = { .n_fds = 1, .gpa = 8 * MiB, .size = MiB };
@@ -405,19 +367,20 @@ static void test_malformed(void)
 
 	/* Guest mistakes are virtio-gpu errors, not protocol errors. */
 	n = vgb_guest_flush(cmd, sizeof(cmd), 99, 0, 0, 64, 64, 0);
-	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
 		   "RESOURCE_FLUSH of an unknown resource: ERR_INVALID_RESOURCE_ID");
 	struct virtio_gpu_ctrl_hdr unk = { .type = VIRTIO_GPU_CMD_SUBMIT_3D };
-	tap_is_int(gpu(c, &unk, sizeof(unk)), VIRTIO_GPU_RESP_ERR_UNSPEC,
+	tap_is_int(client_gpu(c, &unk, sizeof(unk)), VIRTIO_GPU_RESP_ERR_UNSPEC,
 		   "SUBMIT_3D: ERR_UNSPEC");
 	struct virtio_gpu_mem_entry outside = { .addr = 4 * MiB, .length = 4096 };
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 2, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 4096, &outside, 1);
-	tap_ok(gpu(c, cmd, n) >= VIRTIO_GPU_RESP_ERR_UNSPEC,
+	tap_ok(client_gpu(c, cmd, n) >= VIRTIO_GPU_RESP_ERR_UNSPEC,
 	       "blob over an address no window covers: an ERR_* response");
 	/* The blob still answers. */
 	n = vgb_guest_transfer_2d(cmd, sizeof(cmd), 1, 0, 0, 64, 64, 0, 0);
-	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "TRANSFER_TO_HOST_2D on the blob: OK");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA,
+		   "TRANSFER_TO_HOST_2D on the blob: OK");
 	tap_is_uint(self_stats(c).windows, 2, "still two windows");
 
 	close(pipefd[0]);
@@ -443,15 +406,15 @@ static void test_isolation(void)
 	struct virtio_gpu_mem_entry e = { .addr = 0, .length = 256 << 10 };
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 1, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 256 << 10, &e, 1);
-	tap_is_int(gpu(a, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "A: blob 1");
+	tap_is_int(client_gpu(a, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "A: blob 1");
 
 	tap_is_int(vgb_client_remove_window(b, 0), -ENOENT, "B cannot remove A's window");
 	tap_is_int(vgb_client_export_blob(b, 1, &ex, &efd), -ENOENT, "B cannot export A's blob");
 	n = vgb_guest_flush(cmd, sizeof(cmd), 1, 0, 0, 64, 64, 0);
-	tap_is_int(gpu(b, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
+	tap_is_int(client_gpu(b, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
 		   "B cannot flush A's resource");
 	n = vgb_guest_unref(cmd, sizeof(cmd), 1);
-	tap_is_int(gpu(b, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
+	tap_is_int(client_gpu(b, cmd, n), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID,
 		   "B cannot unref A's resource");
 	tap_is_int(vgb_client_add_ram(b, fd_b, 0, 2 * MiB, 0), 0,
 		   "B has its own map: the same gpa does not overlap A's");
@@ -526,20 +489,20 @@ static void session(unsigned i, bool check)
 					     { .addr = 8 * MiB, .length = 128 << 10 } };
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 1, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 256 << 10, e, 3);
-	STEP(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob over three windows");
+	STEP(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob over three windows");
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 2, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 64 << 10, e, 1);
-	STEP(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob in RAM");
+	STEP(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "blob in RAM");
 	n = vgb_guest_set_scanout_blob(cmd, sizeof(cmd), 0, 1, 128, 128,
 				       VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 512, 0, 0, 0, 128, 128);
-	STEP(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
+	STEP(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "SET_SCANOUT_BLOB");
 	if (leave_at == 3)
 		goto out;
 	r = vgb_client_export_blob(c, 2, &ex, &efd);
 	STEP(r == 0 || r == -EOPNOTSUPP, 1, "EXPORT_BLOB answers a dmabuf or -EOPNOTSUPP");
 	vgb_close(efd);
 	n = vgb_guest_flush(cmd, sizeof(cmd), 1, 0, 0, 128, 128, i + 1);
-	STEP(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fenced RESOURCE_FLUSH");
+	STEP(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fenced RESOURCE_FLUSH");
 	if (leave_at == 4)
 		goto out;
 	/* Leave with a request in flight whose reply nobody reads. */
@@ -638,7 +601,7 @@ static void test_fuzz(void)
 	struct virtio_gpu_mem_entry e = { .addr = 0x7654300000000ull, .length = 65536 };
 	n = vgb_guest_create_blob(cmd, sizeof(cmd), 0x5eed1234, VIRTIO_GPU_BLOB_MEM_GUEST,
 				  VIRTIO_GPU_BLOB_FLAG_USE_SHAREABLE, 65536, &e, 1);
-	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: setup blob");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: setup blob");
 	for (int i = 0; i < 8; i++)
 		fds[i] = memfd;
 
@@ -694,7 +657,7 @@ static void test_fuzz(void)
 	       "fuzz: the client still has its windows (%u) and blob (%u resources)", st.windows,
 	       st.resources);
 	n = vgb_guest_transfer_2d(cmd, sizeof(cmd), 0x5eed1234, 0, 0, 16, 16, 0, 0);
-	tap_is_int(gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: the blob still answers");
+	tap_is_int(client_gpu(c, cmd, n), VIRTIO_GPU_RESP_OK_NODATA, "fuzz: the blob still answers");
 	vgb_client_destroy(c);
 	pump_until_clients(0);
 	close(memfd);
@@ -802,7 +765,7 @@ static void test_peercred(void)
 	if (vgb_server_create(&o, &s2) < 0 || vgb_server_listen(s2, path) < 0)
 		tap_bail("server for the uid test");
 	tap_is_int(vgb_client_connect(path, &c), 0, "connect with the wrong uid");
-	vgb_client_set_wait_hook(c, pump, s2);
+	vgb_client_set_wait_hook(c, server_pump, s2);
 	tap_is_int(vgb_client_hello(c, NULL), -ECONNRESET,
 		   "SO_PEERCRED: a foreign uid is disconnected without service");
 	tap_is_uint(vgb_server_client_count(s2), 0, "no client was created for it");

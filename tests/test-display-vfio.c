@@ -26,34 +26,6 @@
 #define STRIDE (W * 4)
 #define PAGES 4
 
-static unsigned done_calls;
-static int done_last;
-
-static void on_done(void *data, int status)
-{
-	done_calls++;
-	done_last = status;
-}
-
-static bool done_seen(void *data)
-{
-	return done_calls >= *(unsigned *)data;
-}
-
-static int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
-{
-	unsigned want = done_calls + 1;
-	int r = vgb_display_present(d, f);
-
-	if (r < 0)
-		return r;
-	if (!pump_until(d, done_seen, &want, 30000))
-		return -ETIMEDOUT;
-	if (done_last == 0 && !settle(d, 30000))
-		return -ETIMEDOUT;
-	return done_last;
-}
-
 int main(void)
 {
 	static const uint64_t slots[PAGES] = { 9, 2, 30, 17 };
@@ -120,7 +92,7 @@ int main(void)
 	buf.stride[0] = STRIDE;
 	struct vgb_cpu_view view = { .data = map->addr, .stride = STRIDE, .memfd = -1 };
 	struct vgb_frame f = { .width = W, .height = H, .fourcc = DRM_FORMAT_XRGB8888,
-			       .buffer_id = 1, .dmabuf = &buf, .cpu = &view, .done = on_done };
+			       .buffer_id = 1, .dmabuf = &buf, .cpu = &view, .done = frame_done };
 
 	r = present_and_wait(d, &f);
 	tap_is_int(r, 0, "the BAR frame is shown");

@@ -18,6 +18,7 @@
 #include "fake-iommufd.h"
 #include "kernel.h"
 #include "leak.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "tmpdir.h"
@@ -27,17 +28,6 @@
 
 static char root[256], iommu_path[512], cdev7[512], cdev8[512], sock_path[600];
 static struct vgb_server *srv;
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
 
 /* Runs the loop until the fake has nothing queued for @fault_id (bounded). */
 static void pump_faults(uint32_t fault_id)
@@ -128,7 +118,7 @@ int main(void)
 	if (vgb_client_connect(sock_path, &c) < 0)
 		tap_bail("connect");
 	setsockopt(vgb_client_get_fd(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	vgb_client_set_wait_hook(c, pump, srv);
+	vgb_client_set_wait_hook(c, server_pump, srv);
 	if (vgb_client_hello(c, NULL) < 0)
 		tap_bail("hello");
 	g = stats(c);

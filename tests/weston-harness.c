@@ -405,6 +405,27 @@ static void overlay_configure(void *data, struct xdg_surface *xdg_surface, uint3
 
 static const struct xdg_surface_listener overlay_listener = { .configure = overlay_configure };
 
+/* A memfd of @size bytes, mapped shared read-write at *@ret_data. Returns the fd or -errno. */
+static int mapped_memfd(const char *name, size_t size, void **ret_data)
+{
+	void *data;
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		close(fd);
+		return -errno;
+	}
+	data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (data == MAP_FAILED) {
+		close(fd);
+		return -errno;
+	}
+	*ret_data = data;
+	return fd;
+}
+
 static void overlay_frame(void *data, struct wl_callback *cb, uint32_t time)
 {
 	((struct harness_conn *)data)->frame_done = true;
@@ -432,18 +453,9 @@ static int force_full_repaint(struct weston *w)
 	void *data;
 	int fd, r;
 
-	fd = memfd_create("overlay", MFD_CLOEXEC);
+	fd = mapped_memfd("overlay", size, &data);
 	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		close(fd);
-		return -errno;
-	}
-	data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (data == MAP_FAILED) {
-		close(fd);
-		return -errno;
-	}
+		return fd;
 	for (size_t i = 0; i < size / 4; i++)
 		((uint32_t *)data)[i] = 0xffff00ffu; /* magenta: never a test pattern's whole frame */
 	pool = wl_shm_create_pool(c->shm, fd, (int32_t)size);
@@ -494,18 +506,9 @@ int weston_screenshot(struct weston *w, uint32_t *ret)
 	r = force_full_repaint(w);
 	if (r < 0)
 		return r;
-	fd = memfd_create("screenshot", MFD_CLOEXEC);
+	fd = mapped_memfd("screenshot", size, &data);
 	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		close(fd);
-		return -errno;
-	}
-	data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (data == MAP_FAILED) {
-		close(fd);
-		return -errno;
-	}
+		return fd;
 	pool = wl_shm_create_pool(c->shm, fd, (int32_t)size);
 	close(fd);
 	buffer = wl_shm_pool_create_buffer(pool, 0, (int32_t)w->width, (int32_t)w->height,
@@ -585,4 +588,32 @@ static bool settled(void *data)
 bool settle(struct vgb_display *d, int timeout_ms)
 {
 	return pump_until(d, settled, d, timeout_ms);
+}
+
+static unsigned done_calls;
+static int done_last;
+
+void frame_done(void *data, int status)
+{
+	done_calls++;
+	done_last = status;
+}
+
+static bool done_seen(void *data)
+{
+	return done_calls >= *(unsigned *)data;
+}
+
+int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
+{
+	unsigned want = done_calls + 1;
+	int r = vgb_display_present(d, f);
+
+	if (r < 0)
+		return r;
+	if (!pump_until(d, done_seen, &want, 30000))
+		return -ETIMEDOUT;
+	if (done_last == 0 && !settle(d, 30000))
+		return -ETIMEDOUT;
+	return done_last;
 }

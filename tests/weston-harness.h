@@ -54,4 +54,11 @@ bool settle(struct vgb_display *d, int timeout_ms);
 /* Runs the sink's loop for @ms. */
 void pump_for(struct vgb_display *d, int ms);
 
+/* A struct vgb_frame .done callback that counts completions for present_and_wait(). */
+void frame_done(void *data, int status);
+/* Presents @f (its .done must be frame_done), waits up to 30 s for its completion and, when
+ * that was 0, for the sink to settle (the first GL frame under TCG has taken seconds).
+ * Returns the completion status, present's -errno, or -ETIMEDOUT. */
+int present_and_wait(struct vgb_display *d, const struct vgb_frame *f);
+
 #endif

@@ -143,21 +143,6 @@ static void check_blob(const char *what, const struct piece *p, size_t n,
 	leak_check(&before, "export dropped: no fd, no mapping left");
 }
 
-static int make_ram(void)
-{
-	int fd = memfd_create("vgb-vm-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	void *p;
-
-	if (fd < 0 || ftruncate(fd, (off_t)(RAM_PAGES * PAGE)) < 0)
-		tap_bail("memfd: %s", strerror(errno));
-	p = mmap(NULL, RAM_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		tap_bail("mmap: %s", strerror(errno));
-	vm_lab_fill(p, 0, RAM_PAGES * PAGE, RAM_SEED);
-	munmap(p, RAM_PAGES * PAGE);
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	struct leak_snapshot start;
@@ -179,7 +164,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 2; i++)
 		if (vgb_vfio_kernel_open(labdev[i].bdf, 0, &dev[i]) < 0)
 			tap_bail("cannot open %s", labdev[i].bdf);
-	ram = make_ram();
+	ram = vm_lab_make_ram("vgb-vm-guest-ram", RAM_PAGES * PAGE, RAM_SEED);
 	r = vgb_memmap_create(&mm);
 	if (r == 0)
 		r = vgb_memmap_add_ram(mm, RAM_GPA, RAM_PAGES * PAGE, ram, 0, NULL);

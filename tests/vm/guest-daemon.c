@@ -31,6 +31,7 @@
 #include "leak.h"
 #include "logcap.h"
 #include "record-sink.h"
+#include "server-pump.h"
 #include "server.h"
 #include "tap.h"
 #include "vgb/util.h"
@@ -51,32 +52,6 @@ struct piece {
 static struct vm_lab_device lab[VM_LAB_MAX_DEVICES];
 static struct vgb_server *srv;
 static struct record_sink *sink;
-
-static void pump(void *data, int fd)
-{
-	for (int i = 0; i < 400; i++) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 0) > 0)
-			return;
-		if (vgb_server_dispatch(data, 25) < 0)
-			return;
-	}
-}
-
-static int make_ram(void)
-{
-	int fd = memfd_create("vgb-guest-daemon-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	void *p;
-
-	if (fd < 0 || ftruncate(fd, (off_t)(RAM_PAGES * PAGE)) < 0)
-		tap_bail("memfd: %s", strerror(errno));
-	p = mmap(NULL, RAM_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		tap_bail("mmap: %s", strerror(errno));
-	vm_lab_fill(p, 0, RAM_PAGES * PAGE, RAM_SEED);
-	munmap(p, RAM_PAGES * PAGE);
-	return fd;
-}
 
 /* Whether @len bytes at @view are the pieces' bytes, in order, from their sources. */
 static bool bytes_ok(const uint8_t *view, const struct piece *p, size_t n)
@@ -211,14 +186,14 @@ int main(int argc, char **argv)
 	       "%s: DMA_BUF capability %s", lab[0].bdf, want ? "present" : "absent");
 	tap_is_int(vgb_server_add_device(srv, dev), 1, "the daemon owns %s as device 1",
 		   lab[0].bdf);
-	ram = make_ram();
+	ram = vm_lab_make_ram("vgb-guest-daemon-ram", RAM_PAGES * PAGE, RAM_SEED);
 
 	leak_snapshot(&before);
 	logcap_start();
 	r = vgb_client_connect(path, &c);
 	if (r < 0)
 		tap_bail("connect: %s", strerror(-r));
-	vgb_client_set_wait_hook(c, pump, srv);
+	vgb_client_set_wait_hook(c, server_pump, srv);
 	tap_is_int(vgb_client_hello(c, &hello), 0, "HELLO");
 	tap_is_uint(hello.n_devices, 1, "HELLO: one daemon device");
 	tap_is_int(vgb_client_add_ram(c, ram, RAM_GPA, RAM_PAGES * PAGE, 0), 0,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/pci_regs.h>
@@ -170,4 +171,19 @@ int vm_lab_set_memory_decode(struct vgb_vfio_device *dev, bool on)
 	if (n < 0)
 		return (int)n;
 	return n == 2 ? 0 : -EIO;
+}
+
+int vm_lab_make_ram(const char *name, uint64_t size, uint32_t seed)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	void *p;
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		tap_bail("memfd: %s", strerror(errno));
+	p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		tap_bail("mmap: %s", strerror(errno));
+	vm_lab_fill(p, 0, (size_t)size, seed);
+	munmap(p, (size_t)size);
+	return fd;
 }

@@ -35,6 +35,9 @@ static inline uint32_t vm_lab_word(uint32_t seed, uint64_t off)
 
 /* Fills @len bytes (multiple of 4) as the pattern has them at @off. */
 void vm_lab_fill(void *buf, uint64_t off, size_t len, uint32_t seed);
+/* A sealable memfd of @size bytes filled with vm_lab_fill(@seed), as guest RAM. Bails out on
+ * failure. */
+int vm_lab_make_ram(const char *name, uint64_t size, uint32_t seed);
 
 /* Returns the offset (relative to @buf) of the first byte that differs from the pattern at
  * @off, or -1 when all @len bytes match. */
