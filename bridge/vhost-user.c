@@ -95,6 +95,8 @@ struct qemu_sink {
 	vgb_frame_done_fn dmabuf_done;
 	void *dmabuf_done_data;
 	struct vgb_display_stats stats;
+	uint8_t *px;      /* UPDATE pixels, reused: a fresh 4 MB block per frame costs page faults */
+	size_t px_size;
 };
 
 struct vgb_vhost_dev {
@@ -907,9 +909,14 @@ static int qemu_present(struct vgb_display *d, const struct vgb_frame *f)
 	}
 	if (f->damage.width && f->damage.height) {
 		size_t row = (size_t)f->damage.width * 4, bytes = row * f->damage.height;
-		_cleanup_free_ uint8_t *px = malloc(bytes);
-		if (!px)
-			return -ENOMEM;
+		if (bytes > s->px_size) {
+			uint8_t *np = realloc(s->px, bytes);
+			if (!np)
+				return -ENOMEM;
+			s->px = np;
+			s->px_size = bytes;
+		}
+		uint8_t *px = s->px;
 		for (uint32_t y = 0; y < f->damage.height; y++)
 			memcpy(px + row * y,
 			       (const uint8_t *)f->cpu->data +
@@ -1477,6 +1484,7 @@ void vgb_vhost_dev_destroy(struct vgb_vhost_dev *dev)
 	dev->gpu = NULL;
 	regions_unmap(dev, dev->regions, dev->n_regions);
 	vgb_memmap_destroy(dev->map);
+	free(dev->qsink.px);
 	rx_reset(&dev->rx);
 	rx_reset(&dev->gpu_rx);
 	vgb_close(dev->sock_fd);

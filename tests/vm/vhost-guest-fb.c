@@ -9,6 +9,7 @@
  *   vhost-guest-fb twice   frame1, wait, frame2 (the rectangle), wait, then redraw full frames
  *                          until killed (the host kills QEMU mid-frame)
  *   vhost-guest-fb once    frame1, wait, exit
+ *   vhost-guest-fb benchN  frame1, wait, N full-frame redraws (timed), wait, exit
  *
  * The patterns are shared with tests/vm/vhost-e2e, which checks weston's screenshot.
  */
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <drm.h>
@@ -141,6 +143,27 @@ int main(int argc, char **argv)
 		die("SETCRTC");
 	printf("@@VGB-VHOST frame1 %u %u %u\n", w, h, cd.pitch);
 	wait_host();
+
+	if (strncmp(mode, "bench", 5) == 0) {
+		/* bench<N>: N full-frame redraws, each flushed with DIRTYFB, timed in the guest. */
+		uint32_t frames = (uint32_t)strtoul(mode + 5, NULL, 10);
+		struct drm_clip_rect all = { 0, 0, (uint16_t)w, (uint16_t)h };
+		struct drm_mode_fb_dirty_cmd d = { .fb_id = fbc.fb_id, .num_clips = 1,
+						   .clips_ptr = (uintptr_t)&all };
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (uint32_t n = 0; n < frames; n++) {
+			for (uint32_t y = 0; y < h; y++)
+				((uint32_t *)(map + (size_t)y * cd.pitch))[n % w] = pattern2(n, y);
+			if (xioctl(fd, DRM_IOCTL_MODE_DIRTYFB, &d) < 0)
+				die("DIRTYFB");
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("@@VGB-VHOST bench %u %lld\n", frames,
+		       (long long)(t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec));
+		wait_host();
+		return 0;
+	}
 
 	if (strcmp(mode, "once") == 0) {
 		printf("@@VGB-VHOST done\n");
