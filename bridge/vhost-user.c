@@ -637,7 +637,19 @@ static void handle_command(struct vgb_vhost_dev *dev, unsigned q, struct vgb_vq_
 
 static void drain_queue(struct vgb_vhost_dev *dev, unsigned q)
 {
+		/*
+		 * At most one ring's worth per pass: a guest refilling as fast as we take must not
+		 * keep the loop (other VMs, the compositor) waiting. Leftovers re-arm our kick.
+		 */
+		unsigned budget = dev->vrings[q].num;
 		while (vring_usable(dev, q)) {
+			if (budget-- == 0) {
+				uint64_t one = 1;
+				if (dev->vrings[q].kick_fd >= 0 &&
+				    write(dev->vrings[q].kick_fd, &one, sizeof(one)) < 0)
+					dev->rerun |= 1u << q;
+				break;
+			}
 			/* Like QEMU's own backend, commands wait while QEMU owes us an answer. */
 			if (q == 0 && (dev->parked || dev->gpu_wait != GPU_IDLE ||
 				       dev->n_pending >= dev->opts.max_pending))
