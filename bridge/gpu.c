@@ -8,6 +8,7 @@
 #include <linux/virtio_gpu.h>
 
 #include "blob.h"
+#include "edid.h"
 #include "gpu.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
@@ -15,7 +16,8 @@
 
 #define CURSOR_MAX 64u
 
-_Static_assert(sizeof(struct virtio_gpu_resp_display_info) == VGB_GPU_MAX_RESP,
+_Static_assert(sizeof(struct virtio_gpu_resp_edid) == VGB_GPU_MAX_RESP &&
+		       sizeof(struct virtio_gpu_resp_display_info) <= VGB_GPU_MAX_RESP,
 	       "VGB_GPU_MAX_RESP is the largest response");
 _Static_assert(sizeof(struct virtio_gpu_set_scanout_blob) >=
 			       sizeof(struct virtio_gpu_resource_create_blob) &&
@@ -105,6 +107,7 @@ const char *vgb_gpu_cmd_stat_name(unsigned i)
 		"get-display-info", "resource-create-2d", "resource-unref", "set-scanout",
 		"resource-flush", "transfer-to-host-2d", "attach-backing", "detach-backing",
 		"resource-create-blob", "set-scanout-blob", "update-cursor", "move-cursor", "other",
+		"get-edid",
 	};
 	return i < VGB_GPU_STAT_COUNT ? names[i] : NULL;
 }
@@ -493,6 +496,32 @@ static uint32_t cmd_get_display_info(struct ctx *c)
 	}
 	c->resp_len = sizeof(*info);
 	return VIRTIO_GPU_RESP_OK_DISPLAY_INFO;
+}
+
+static uint32_t check_scanout(struct ctx *c, uint32_t s);
+
+/* GET_EDID (VIRTIO_GPU_F_EDID): a generated monitor for each scanout at its configured size. */
+static uint32_t cmd_get_edid(struct ctx *c)
+{
+	const struct virtio_gpu_cmd_get_edid *cmd = (const void *)c->cmd;
+	struct virtio_gpu_resp_edid *out = (void *)c->resp;
+	const struct vgb_gpu_limits *l = &c->gpu->cfg.limits;
+	uint32_t s = le32toh(cmd->scanout), err;
+	int r;
+
+	if ((err = check_scanout(c, s)))
+		return err;
+	memset(out, 0, sizeof(*out));
+	r = vgb_edid_build(l->display_width, l->display_height, "vgbridge",
+			   c->gpu->cfg.scanout_base + s + 1, out->edid);
+	if (r < 0) {
+		vgb_log_ratelimited(VGB_LOG_WARN, "no EDID for a %ux%u display: %s",
+				    l->display_width, l->display_height, strerror(-r));
+		return VIRTIO_GPU_RESP_ERR_UNSPEC;
+	}
+	out->size = htole32(VGB_EDID_BLOCK_SIZE);
+	c->resp_len = sizeof(*out);
+	return VIRTIO_GPU_RESP_OK_EDID;
 }
 
 static uint32_t check_new_id(struct vgb_gpu *gpu, uint32_t id)
@@ -1058,33 +1087,37 @@ struct cmd_desc {
 	unsigned stat;
 	size_t size;
 	uint32_t (*fn)(struct ctx *c);
+	size_t resp_size; /* of the OK response; 0: a header */
 };
 
 static const struct cmd_desc cmds[] = {
 	{ VIRTIO_GPU_CMD_GET_DISPLAY_INFO, VGB_GPU_STAT_GET_DISPLAY_INFO,
-	  sizeof(struct virtio_gpu_ctrl_hdr), cmd_get_display_info },
+	  sizeof(struct virtio_gpu_ctrl_hdr), cmd_get_display_info,
+	  sizeof(struct virtio_gpu_resp_display_info) },
+	{ VIRTIO_GPU_CMD_GET_EDID, VGB_GPU_STAT_GET_EDID, sizeof(struct virtio_gpu_cmd_get_edid),
+	  cmd_get_edid, sizeof(struct virtio_gpu_resp_edid) },
 	{ VIRTIO_GPU_CMD_RESOURCE_CREATE_2D, VGB_GPU_STAT_RESOURCE_CREATE_2D,
-	  sizeof(struct virtio_gpu_resource_create_2d), cmd_create_2d },
+	  sizeof(struct virtio_gpu_resource_create_2d), cmd_create_2d, 0 },
 	{ VIRTIO_GPU_CMD_RESOURCE_UNREF, VGB_GPU_STAT_RESOURCE_UNREF,
-	  sizeof(struct virtio_gpu_resource_unref), cmd_unref },
+	  sizeof(struct virtio_gpu_resource_unref), cmd_unref, 0 },
 	{ VIRTIO_GPU_CMD_SET_SCANOUT, VGB_GPU_STAT_SET_SCANOUT,
-	  sizeof(struct virtio_gpu_set_scanout), cmd_set_scanout },
+	  sizeof(struct virtio_gpu_set_scanout), cmd_set_scanout, 0 },
 	{ VIRTIO_GPU_CMD_RESOURCE_FLUSH, VGB_GPU_STAT_RESOURCE_FLUSH,
-	  sizeof(struct virtio_gpu_resource_flush), cmd_flush },
+	  sizeof(struct virtio_gpu_resource_flush), cmd_flush, 0 },
 	{ VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D, VGB_GPU_STAT_TRANSFER_TO_HOST_2D,
-	  sizeof(struct virtio_gpu_transfer_to_host_2d), cmd_transfer_2d },
+	  sizeof(struct virtio_gpu_transfer_to_host_2d), cmd_transfer_2d, 0 },
 	{ VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING, VGB_GPU_STAT_ATTACH_BACKING,
-	  sizeof(struct virtio_gpu_resource_attach_backing), cmd_attach_backing },
+	  sizeof(struct virtio_gpu_resource_attach_backing), cmd_attach_backing, 0 },
 	{ VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, VGB_GPU_STAT_DETACH_BACKING,
-	  sizeof(struct virtio_gpu_resource_detach_backing), cmd_detach_backing },
+	  sizeof(struct virtio_gpu_resource_detach_backing), cmd_detach_backing, 0 },
 	{ VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, VGB_GPU_STAT_RESOURCE_CREATE_BLOB,
-	  sizeof(struct virtio_gpu_resource_create_blob), cmd_create_blob },
+	  sizeof(struct virtio_gpu_resource_create_blob), cmd_create_blob, 0 },
 	{ VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, VGB_GPU_STAT_SET_SCANOUT_BLOB,
-	  sizeof(struct virtio_gpu_set_scanout_blob), cmd_set_scanout_blob },
+	  sizeof(struct virtio_gpu_set_scanout_blob), cmd_set_scanout_blob, 0 },
 	{ VIRTIO_GPU_CMD_UPDATE_CURSOR, VGB_GPU_STAT_UPDATE_CURSOR,
-	  sizeof(struct virtio_gpu_update_cursor), cmd_update_cursor },
+	  sizeof(struct virtio_gpu_update_cursor), cmd_update_cursor, 0 },
 	{ VIRTIO_GPU_CMD_MOVE_CURSOR, VGB_GPU_STAT_MOVE_CURSOR,
-	  sizeof(struct virtio_gpu_update_cursor), cmd_move_cursor },
+	  sizeof(struct virtio_gpu_update_cursor), cmd_move_cursor, 0 },
 };
 
 /* Response header: the spec's rules for echoing fence and ring fields. */
@@ -1132,10 +1165,9 @@ int vgb_gpu_process(struct vgb_gpu *gpu, const void *cmd, size_t len, void *resp
 	for (size_t i = 0; i < VGB_ARRAY_SIZE(cmds); i++)
 		if (cmds[i].type == type)
 			d = &cmds[i];
-	/* Only GET_DISPLAY_INFO answers more than a header; the caller's buffer must fit. */
-	if (resp_cap < (d && d->fn == cmd_get_display_info && len >= d->size
-				? sizeof(struct virtio_gpu_resp_display_info)
-				: sizeof(struct virtio_gpu_ctrl_hdr)))
+	/* GET_DISPLAY_INFO and GET_EDID answer more than a header; the caller's buffer must fit. */
+	if (resp_cap < (d && d->resp_size && len >= d->size ? d->resp_size
+							     : sizeof(struct virtio_gpu_ctrl_hdr)))
 		return -ENOBUFS;
 
 	if (fenced) {
@@ -1164,7 +1196,7 @@ int vgb_gpu_process(struct vgb_gpu *gpu, const void *cmd, size_t len, void *resp
 		rtype = d->fn(&c);
 	}
 	gpu->in_process = false;
-	if (rtype != VIRTIO_GPU_RESP_OK_DISPLAY_INFO)
+	if (rtype != VIRTIO_GPU_RESP_OK_DISPLAY_INFO && rtype != VIRTIO_GPU_RESP_OK_EDID)
 		c.resp_len = sizeof(struct virtio_gpu_ctrl_hdr);
 
 	fill_resp_hdr((struct virtio_gpu_ctrl_hdr *)(void *)out, &hdr, rtype);

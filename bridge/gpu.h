@@ -8,7 +8,9 @@
  * response. It keeps the client's resource and scanout tables, translates and exports blobs
  * over the client's memory map, presents scanouts to a display sink, and completes fences.
  *
- * Supported: GET_DISPLAY_INFO, RESOURCE_CREATE_2D, RESOURCE_UNREF, SET_SCANOUT,
+ * Supported: GET_DISPLAY_INFO, GET_EDID (a generated EDID 1.4 block per scanout: the
+ * preferred mode is display_width x display_height, the monitor is named "vgbridge"),
+ * RESOURCE_CREATE_2D, RESOURCE_UNREF, SET_SCANOUT,
  * RESOURCE_FLUSH, TRANSFER_TO_HOST_2D (a no-op answering OK for blobs),
  * RESOURCE_ATTACH_BACKING, RESOURCE_DETACH_BACKING, RESOURCE_CREATE_BLOB (BLOB_MEM_GUEST with
  * inline entries), SET_SCANOUT_BLOB, UPDATE_CURSOR, MOVE_CURSOR. Anything else answers
@@ -34,8 +36,8 @@
 
 struct vgb_gpu;
 
-/* Largest response vgb_gpu_process() writes (OK_DISPLAY_INFO, 408 bytes). */
-#define VGB_GPU_MAX_RESP 408u
+/* Largest response vgb_gpu_process() writes (OK_EDID, 1056 bytes). */
+#define VGB_GPU_MAX_RESP 1056u
 
 struct vgb_gpu_limits {
 	uint32_t max_entries;      /* per blob or backing; default 16384 */
@@ -147,9 +149,10 @@ enum vgb_gpu_cmd_stat {
 	VGB_GPU_STAT_UPDATE_CURSOR,
 	VGB_GPU_STAT_MOVE_CURSOR,
 	VGB_GPU_STAT_OTHER,
+	VGB_GPU_STAT_GET_EDID, /* after OTHER: the wire's first 13 counters keep their meaning */
 	VGB_GPU_STAT_COUNT,
 };
-/* "get-display-info", ... "other"; NULL out of range. */
+/* "get-display-info", ... "other", "get-edid"; NULL out of range. */
 const char *vgb_gpu_cmd_stat_name(unsigned i);
 
 struct vgb_gpu_stats {

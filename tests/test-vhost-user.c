@@ -41,6 +41,7 @@
 #define USED(q) (DESC(q) + 0x2000u)
 #define CMD_AT 0x10000u
 #define RESP_AT 0x18000u
+#define RESP_SIZE 0x800u /* fits the largest response, OK_EDID (1056 bytes) */
 
 static int sock = -1;
 static uint8_t *mem;
@@ -212,9 +213,9 @@ static uint32_t submit(const void *cmd, size_t len, uint32_t *ret_used_len)
 	static uint16_t slot;
 	uint16_t head = (uint16_t)((slot++ * 2) % QSZ);
 	memcpy(mem + CMD_AT, cmd, len);
-	memset(mem + RESP_AT, 0, 512);
+	memset(mem + RESP_AT, 0, RESP_SIZE);
 	put_desc(0, head, CMD_AT, (uint32_t)len, VRING_DESC_F_NEXT, (uint16_t)(head + 1));
-	put_desc(0, head + 1u, RESP_AT, 512, VRING_DESC_F_WRITE, 0);
+	put_desc(0, head + 1u, RESP_AT, RESP_SIZE, VRING_DESC_F_WRITE, 0);
 	uint16_t before = used_idx(0);
 	kick_queue(0, head);
 	if (used_idx(0) == before)
@@ -327,6 +328,26 @@ static void test_commands(void)
 	       "display 0: 1280x800 enabled (%ux%u)", di->pmodes[0].r.width,
 	       di->pmodes[0].r.height);
 	tap_ok(read_call(0) >= 1, "call eventfd signalled");
+
+	/* F_EDID is offered: without QEMU's display socket the backend answers GET_EDID itself. */
+	struct virtio_gpu_cmd_get_edid ge = { .hdr.type = VIRTIO_GPU_CMD_GET_EDID, .scanout = 0 };
+	tap_is_uint(submit(&ge, sizeof(ge), &ulen), VIRTIO_GPU_RESP_OK_EDID,
+		    "GET_EDID without QEMU's display socket: OK_EDID");
+	tap_is_uint(ulen, sizeof(struct virtio_gpu_resp_edid), "  used length");
+	{
+		struct virtio_gpu_resp_edid *ed = (void *)(mem + RESP_AT);
+		uint8_t sum = 0;
+		for (unsigned i = 0; i < 128; i++)
+			sum = (uint8_t)(sum + ed->edid[i]);
+		unsigned w = ed->edid[56] | (ed->edid[58] >> 4) << 8;
+		unsigned h = ed->edid[59] | (ed->edid[61] >> 4) << 8;
+		tap_ok(ed->size == 128 && sum == 0 && ed->edid[1] == 0xff && w == 1280 && h == 800,
+		       "  a valid 128-byte block, preferred mode 1280x800 (%ux%u)", w, h);
+	}
+	ge.scanout = 5;
+	tap_is_uint(submit(&ge, sizeof(ge), &ulen), VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID,
+		    "GET_EDID of scanout 5: ERR_INVALID_SCANOUT_ID");
+	read_call(0);
 
 	/* A 2D resource whose backing lies in region 1, above 4 GiB. */
 	struct virtio_gpu_resource_create_2d c2d = {
