@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "blob.h"
 #include "export.h"
@@ -151,6 +152,33 @@ static int try_udmabuf(const struct vgb_blob_layout *layout)
 	return fd;
 }
 
+/*
+ * A dmabuf must cover the blob exactly: a kernel (or driver) that built a shorter one would
+ * have the sink read past its end. Dma-buf files answer SEEK_END with their size (never 0:
+ * the kernel exports no empty buffer). An fd that cannot seek, or whose files seek nowhere
+ * (noop_llseek answers 0: the tests' eventfd stand-ins), cannot be checked and is taken as
+ * it is. Returns @fd, or -EMSGSIZE (closed).
+ */
+static int check_size(int fd, uint64_t want, const char *what)
+{
+	off_t size;
+
+	if (fd < 0)
+		return fd;
+	size = lseek(fd, 0, SEEK_END);
+	if (size <= 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, size < 0 ? -errno : 0, "%s: size not checkable", what);
+		return fd;
+	}
+	lseek(fd, 0, SEEK_SET);
+	if ((uint64_t)size == want)
+		return fd;
+	vgb_log(VGB_LOG_DEBUG, "%s of %llu bytes for a blob of %llu: dropped", what,
+		(unsigned long long)size, (unsigned long long)want);
+	vgb_close(fd);
+	return -EMSGSIZE;
+}
+
 int vgb_export_plan(const struct vgb_blob_layout *layout, struct vgb_export **ret,
 		    struct vgb_export_report *ret_report)
 {
@@ -159,7 +187,7 @@ int vgb_export_plan(const struct vgb_blob_layout *layout, struct vgb_export **re
 	struct vgb_export *e;
 	int fd;
 
-	fd = try_vfio(layout);
+	fd = check_size(try_vfio(layout), layout->size, "vfio dmabuf");
 	if (fd >= 0) {
 		strategy = VGB_EXPORT_VFIO_DMABUF;
 	} else {
@@ -167,7 +195,7 @@ int vgb_export_plan(const struct vgb_blob_layout *layout, struct vgb_export **re
 			report.vfio_err = fd;
 		if (!vfio_err_is_quiet(fd))
 			report.unexpected = true;
-		fd = try_udmabuf(layout);
+		fd = check_size(try_udmabuf(layout), layout->size, "udmabuf");
 		if (fd >= 0) {
 			strategy = VGB_EXPORT_UDMABUF;
 		} else {

@@ -10,6 +10,8 @@
  *   3. nothing but the CPU view.
  * "Not possible for this memory" (a capability, a limit, unaligned segments, EINVAL/EBADFD
  * from udmabuf) falls to the next strategy quietly; anything else is logged once per blob.
+ * A dmabuf whose size (lseek SEEK_END) is not the blob's is dropped and counts as such a
+ * failure (-EMSGSIZE in the report).
  *
  * The CPU view exists on demand for every blob: a mapping of whole pages (the segment mapper,
  * with the pointer offset into the first page) when the segment edges allow it, otherwise a
@@ -66,7 +68,9 @@ struct vgb_export {
 
 /* What the planner saw, for the caller's single log line and the stats. */
 struct vgb_export_report {
-	int vfio_err;     /* 0, or -errno of the VFIO attempt (0 also when not attempted) */
+	/* 0, or -errno of the VFIO attempt (0 also when not attempted); -EMSGSIZE: the dmabuf's
+	 * size was not the blob's */
+	int vfio_err;
 	int udmabuf_err;  /* likewise for udmabuf */
 	bool unexpected;  /* one of them failed in a way "not possible here" does not explain */
 };

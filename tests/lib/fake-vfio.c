@@ -17,6 +17,7 @@
 #include "fake-vfio.h"
 #include "uapi/linux/vfio-dmabuf.h"
 #include "vgb/sys.h"
+#include "vgb/util.h"
 
 struct file_id {
 	dev_t dev;
@@ -321,6 +322,9 @@ static int make_dmabuf(struct fake_vfio *f, uint32_t region, uint32_t open_flags
 			pos += sizeof(page);
 		}
 	}
+	if (f->dmabuf_short_bytes &&
+	    ftruncate(fd, (off_t)(total - VGB_MIN(total, f->dmabuf_short_bytes))) < 0)
+		goto err;
 	return fd;
 err:
 	close(fd);
@@ -574,6 +578,11 @@ static int udmabuf_create_list(struct fake_vfio *f, struct udmabuf_create_list *
 			}
 			total += sizeof(page);
 		}
+	}
+	if (f->udmabuf_short_bytes &&
+	    ftruncate(fd, (off_t)(total - VGB_MIN(total, f->udmabuf_short_bytes))) < 0) {
+		close(fd);
+		return fail(EIO);
 	}
 	return fd;
 }

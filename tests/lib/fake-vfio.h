@@ -55,6 +55,7 @@ struct fake_vfio {
 	bool driver_lacks_dmabuf;       /* DMA_BUF answers EOPNOTSUPP (no get_dmabuf_phys) */
 	int get_errno;                  /* after validation, GET fails with this (0: succeeds) */
 	bool dmabuf_mmappable;          /* GET returns a memfd copy (true) or an eventfd */
+	uint64_t dmabuf_short_bytes;    /* a broken driver: the memfd copy is this much short */
 	int reset_errno;
 
 	/* legacy path */
@@ -64,6 +65,7 @@ struct fake_vfio {
 
 	/* udmabuf */
 	int udmabuf_errno;              /* injected after the kernel's checks */
+	uint64_t udmabuf_short_bytes;   /* a broken kernel: the udmabuf is this much short */
 
 	/* recorded */
 	struct fake_vfio_calls calls;
