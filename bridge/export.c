@@ -272,7 +272,8 @@ static bool same_vfio_region(const struct vgb_blob_segment *a, const struct vgb_
  * A view made of whole pages works when every segment after the first starts on a page both
  * in its source and in the view (the view starts at the first segment's page offset).
  */
-static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *layout)
+static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *layout,
+			 bool want_memfd)
 {
 	uint64_t delta = layout->segs[0].offset % VGB_PAGE_SIZE;
 	_cleanup_free_ struct vgb_segment *segs = NULL;
@@ -327,7 +328,7 @@ static int build_mapping(struct vgb_export *e, const struct vgb_blob_layout *lay
 	if (r < 0)
 		return r;
 
-	if (one_memfd) {
+	if (one_memfd && want_memfd) {
 		struct stat st;
 
 		e->ranges = calloc(layout->n_segs, sizeof(*e->ranges));
@@ -361,7 +362,7 @@ int vgb_export_cpu_view_limited(struct vgb_export *e, const struct vgb_blob_layo
 	if (e->cpu)
 		return 0;
 	if (layout->n_segs <= max_mmaps) {
-		r = build_mapping(e, layout);
+		r = build_mapping(e, layout, true);
 		if (r == 0)
 			return 0;
 		if (r == -ENOMEM)
@@ -381,6 +382,26 @@ int vgb_export_cpu_view_limited(struct vgb_export *e, const struct vgb_blob_layo
 		drop_cpu_view(e);
 		return r;
 	}
+	return 0;
+}
+
+int vgb_export_create_mapped(const struct vgb_blob_layout *layout, size_t max_mmaps,
+			     struct vgb_export **ret)
+{
+	struct vgb_export *e;
+	int r;
+
+	if (layout->n_segs > max_mmaps)
+		return -E2BIG;
+	e = export_new(VGB_EXPORT_NONE, layout->size);
+	if (!e)
+		return -ENOMEM;
+	r = build_mapping(e, layout, false);
+	if (r < 0) {
+		vgb_export_unref(e);
+		return r;
+	}
+	*ret = e;
 	return 0;
 }
 

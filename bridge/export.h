@@ -98,6 +98,17 @@ int vgb_export_cpu_view(struct vgb_export *e, const struct vgb_blob_layout *layo
 int vgb_export_cpu_view_limited(struct vgb_export *e, const struct vgb_blob_layout *layout,
 				size_t max_mmaps, uint64_t max_copy_bytes);
 
+/*
+ * A read-only mapping of @layout and nothing else (strategy NONE, no dmabuf, no copy): what
+ * a 2D resource's backing is read through. The same rule as the CPU view's mapping: every
+ * segment after the first starts on a page in its source and in the view; at most
+ * @max_mmaps mmap calls (one per segment). Read it with vgb_guarded_copy(): the memory can
+ * go away under it. Returns 0, -EINVAL (edges not page aligned), -E2BIG (over @max_mmaps),
+ * -ENOMEM, or the mapper's -errno.
+ */
+int vgb_export_create_mapped(const struct vgb_blob_layout *layout, size_t max_mmaps,
+			     struct vgb_export **ret);
+
 /* Re-reads [@off, @off + @len) (clipped to the blob) into a copy view. No-op for mappings. */
 int vgb_export_refresh(struct vgb_export *e, const struct vgb_blob_layout *layout, uint64_t off,
 		       uint64_t len);

@@ -10,6 +10,7 @@
 #include "blob.h"
 #include "edid.h"
 #include "gpu.h"
+#include "vgb/guard.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
 #include "vgb/vfio.h"
@@ -36,6 +37,9 @@ struct resource {
 	/* 2D */
 	uint32_t fourcc, width, height, stride;
 	struct vgb_blob_layout *backing; /* translated ATTACH_BACKING entries, or NULL */
+	/* A mapping of a RAM backing, read by transfers (NULL: they read through the layout) */
+	struct vgb_export *backing_view;
+	size_t backing_mmaps;            /* what it was charged against max_view_mmaps */
 	/* blob */
 	struct vgb_blob_layout *layout;  /* NULL once a window it used was removed */
 	bool invalid;
@@ -213,6 +217,45 @@ static void drop_export(struct vgb_gpu *gpu, struct resource *res)
 	res->exp = NULL;
 }
 
+/* Forgets @res's backing and the mapping transfers read it through. */
+static void drop_backing(struct vgb_gpu *gpu, struct resource *res)
+{
+	gpu->view_mmaps -= res->backing_mmaps;
+	res->backing_mmaps = 0;
+	vgb_export_unref(res->backing_view);
+	res->backing_view = NULL;
+	free(res->backing);
+	res->backing = NULL;
+}
+
+/*
+ * Maps a guest-RAM backing once, at ATTACH_BACKING, so that each TRANSFER_TO_HOST_2D is one
+ * guarded 2D copy instead of a pread() per row and page. Only within the client's mmap
+ * budget and when the segment edges allow a mapping; otherwise transfers read through the
+ * layout as before. BAR backings always do (a read checks memory decode).
+ */
+static void map_backing(struct vgb_gpu *gpu, struct resource *res)
+{
+	const struct vgb_gpu_limits *l = &gpu->cfg.limits;
+	struct vgb_export *v;
+	int r;
+
+	for (size_t i = 0; i < res->backing->n_segs; i++)
+		if (res->backing->segs[i].kind != VGB_MEMMAP_RAM)
+			return;
+	r = vgb_export_create_mapped(res->backing,
+				     l->max_view_mmaps - VGB_MIN(gpu->view_mmaps, l->max_view_mmaps),
+				     &v);
+	if (r < 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, r, "backing of %u (%zu segments) not mapped", res->id,
+			      res->backing->n_segs);
+		return;
+	}
+	res->backing_view = v;
+	res->backing_mmaps = v->segmap ? v->segmap->n_mmaps : 0;
+	gpu->view_mmaps += res->backing_mmaps;
+}
+
 static void free_res(struct vgb_gpu *gpu, struct resource *res)
 {
 	for (unsigned s = 0; s < gpu->cfg.limits.num_scanouts; s++)
@@ -221,7 +264,7 @@ static void free_res(struct vgb_gpu *gpu, struct resource *res)
 	drop_export(gpu, res);
 	if (!res->is_blob)
 		gpu->host_bytes -= res->size;
-	free(res->backing);
+	drop_backing(gpu, res);
 	free(res->layout);
 	free(res);
 }
@@ -308,10 +351,8 @@ static void on_window_removed(void *data, struct vgb_memmap *map,
 	for (size_t i = 0; i < gpu->n_res; i++) {
 		struct resource *res = gpu->res[i];
 
-		if (res->backing && vgb_blob_layout_uses_window(res->backing, w->id)) {
-			free(res->backing);
-			res->backing = NULL;
-		}
+		if (res->backing && vgb_blob_layout_uses_window(res->backing, w->id))
+			drop_backing(gpu, res);
 		if (!res->is_blob || !res->layout || !vgb_blob_layout_uses_window(res->layout, w->id))
 			continue;
 		for (unsigned s = 0; s < gpu->cfg.limits.num_scanouts; s++)
@@ -640,6 +681,7 @@ static uint32_t cmd_attach_backing(struct ctx *c)
 	c->gpu->stats.blob_segments += layout->n_segs;
 	c->gpu->stats.segments_merged += layout->merged;
 	res->backing = layout;
+	map_backing(c->gpu, res);
 	return VIRTIO_GPU_RESP_OK_NODATA;
 }
 
@@ -656,8 +698,7 @@ static uint32_t cmd_detach_backing(struct ctx *c)
 				 res->id);
 	if (!res->backing)
 		return GUEST_ERR(VIRTIO_GPU_RESP_ERR_UNSPEC, "resource %u has no backing", res->id);
-	free(res->backing);
-	res->backing = NULL;
+	drop_backing(c->gpu, res);
 	return VIRTIO_GPU_RESP_OK_NODATA;
 }
 
@@ -692,6 +733,19 @@ static uint32_t cmd_transfer_2d(struct ctx *c)
 				 "transfer reaches past the backing of %u", res->id);
 	dst = (uint8_t *)res->exp->map + (uint64_t)y * res->stride +
 	      (uint64_t)x * vgb_format_bpp(res->fourcc);
+	if (res->backing_view) {
+		/* One guarded copy: a backing that vanished under the mapping is -EIO. */
+		int r = vgb_guarded_copy_2d(dst, res->stride, res->backing_view->cpu + src,
+					    res->stride, row_bytes, h);
+		if (r < 0) {
+			vgb_log_ratelimited(VGB_LOG_WARN, "transfer to %u: %s", res->id,
+					    strerror(-r));
+			return host_err(r);
+		}
+		c->gpu->stats.copies++;
+		c->gpu->stats.bytes_copied += row_bytes * h;
+		return VIRTIO_GPU_RESP_OK_NODATA;
+	}
 	for (uint32_t i = 0; i < h; i++) {
 		int r = vgb_blob_layout_read(res->backing, src + (uint64_t)i * res->stride,
 					     dst + (uint64_t)i * res->stride, row_bytes);

@@ -27,6 +27,7 @@
 #include "memmap.h"
 #include "record-sink.h"
 #include "tap.h"
+#include "vgb/sys.h"
 #include "vgb/util.h"
 #include "vgb/vfio.h"
 
@@ -401,6 +402,122 @@ static void test_edid(void)
 	tap_is_uint(SEND(gpu, c), VIRTIO_GPU_RESP_ERR_UNSPEC,
 		    "5120 wide (over 4095): ERR_UNSPEC, not a wrong EDID");
 	vgb_gpu_destroy(gpu);
+	guest_finish(&g);
+}
+
+/* ---- 2D transfers through a mapping of the backing ---- */
+
+static ssize_t (*prev_pread)(int fd, void *buf, size_t len, off_t off);
+static unsigned n_preads;
+
+static ssize_t counting_pread(int fd, void *buf, size_t len, off_t off)
+{
+	n_preads++;
+	return prev_pread(fd, buf, len, off);
+}
+
+static void one_view_mmap(struct vgb_gpu_config *cfg)
+{
+	cfg->limits.max_view_mmaps = 1;
+}
+
+/* Full and partial transfers of a 64x64 resource over 4 scattered pages, then a flush. */
+static void transfer_and_check(struct guest *g, struct vgb_gpu *gpu, struct record_sink *sink,
+			       const uint64_t *addr, const char *what)
+{
+	struct virtio_gpu_transfer_to_host_2d t = {
+		.hdr = H(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D), .r = R(0, 0, 64, 64),
+		.resource_id = htole32(1),
+	};
+	struct virtio_gpu_resource_flush f = flush_cmd(1, 64, 64, 0);
+	bool ok;
+
+	draw(g, addr, 4, 64, 64, 256, 3);
+	tap_is_uint(SEND(gpu, t), VIRTIO_GPU_RESP_OK_NODATA, "%s: transfer all", what);
+	draw(g, addr, 4, 64, 64, 256, 4);
+	t.r = R(5, 7, 50, 40); /* rows that cross page edges: 256-byte rows, 16 per page */
+	t.offset = htole64(7 * 256 + 5 * 4);
+	tap_is_uint(SEND(gpu, t), VIRTIO_GPU_RESP_OK_NODATA, "%s: partial transfer", what);
+	tap_is_uint(SEND(gpu, f), VIRTIO_GPU_RESP_OK_NODATA, "%s: flush", what);
+	ok = sink->n_frames > 0 && sink->frames[sink->n_frames - 1].pixels;
+	for (uint32_t y = 0; ok && y < 64; y++)
+		for (uint32_t x = 0; ok && x < 64; x++) {
+			const struct record_frame *fr = &sink->frames[sink->n_frames - 1];
+			uint32_t v, want = (x >= 5 && x < 55 && y >= 7 && y < 47) ? px(x, y, 4)
+										 : px(x, y, 3);
+			memcpy(&v, fr->pixels + ((size_t)y * 64 + x) * 4, 4);
+			ok = v == want;
+		}
+	tap_ok(ok, "%s: the frame has every transferred pixel, nothing else", what);
+}
+
+static void test_2d_mapped_backing(void)
+{
+	uint64_t addr[4] = { 0x80000, 0x60000, 0x90000, 0x70000 };
+	uint32_t len[4] = { PG, PG, PG, PG };
+	struct virtio_gpu_set_scanout ss = {
+		.hdr = H(VIRTIO_GPU_CMD_SET_SCANOUT), .r = R(0, 0, 64, 64), .resource_id = htole32(1),
+	};
+	struct virtio_gpu_resource_detach_backing d = {
+		.hdr = H(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING), .resource_id = htole32(1),
+	};
+	struct virtio_gpu_transfer_to_host_2d t = {
+		.hdr = H(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D), .r = R(0, 0, 64, 64),
+		.resource_id = htole32(1),
+	};
+	struct record_sink *sink = record_sink_create();
+	struct leak_snapshot before, outer;
+	struct vgb_gpu *gpu;
+	struct guest g;
+	unsigned bad = 0;
+	int maps;
+
+	prev_pread = vgb_sys.pread;
+	vgb_sys.pread = counting_pread;
+	guest_init(&g, NULL);
+	sink->auto_complete = true;
+
+	/* Within the budget: mapped once at ATTACH_BACKING, transfers never pread. */
+	leak_snapshot(&outer);
+	gpu = make_gpu(&g, &sink->base, NULL);
+	if (create_2d(gpu, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 64, 64) != VIRTIO_GPU_RESP_OK_NODATA || SEND(gpu, ss) != VIRTIO_GPU_RESP_OK_NODATA)
+		tap_bail("mapped backing: setup");
+	leak_snapshot(&before);
+	tap_is_uint(attach(gpu, 1, addr, len, 4), VIRTIO_GPU_RESP_OK_NODATA, "mapped backing: attach 4 scattered pages");
+	maps = leak_count_maps();
+	tap_ok(maps > before.n_maps, "  the backing is mapped (%d -> %d mappings)", before.n_maps,
+	       maps);
+	n_preads = 0;
+	transfer_and_check(&g, gpu, sink, addr, "mapped backing");
+	tap_is_uint(n_preads, 0, "  transfers copied from the mapping: no pread");
+	tap_is_uint(SEND(gpu, d), VIRTIO_GPU_RESP_OK_NODATA, "  detach");
+	leak_check(&before, "  detach unmaps the backing");
+	/* 1000 attach / transfer / detach cycles hold nothing. */
+	for (unsigned i = 0; i < 1000; i++) {
+		t.r = R(0, 0, 64, 64);
+		bad += attach(gpu, 1, addr, len, 4) != VIRTIO_GPU_RESP_OK_NODATA;
+		bad += SEND(gpu, t) != VIRTIO_GPU_RESP_OK_NODATA;
+		bad += SEND(gpu, d) != VIRTIO_GPU_RESP_OK_NODATA;
+	}
+	tap_is_uint(bad, 0, "  1000 attach / transfer / detach cycles");
+	leak_check(&before, "  after 1000 cycles");
+	/* Destroyed with a backing mapped. */
+	tap_is_uint(attach(gpu, 1, addr, len, 4), VIRTIO_GPU_RESP_OK_NODATA, "  attach again");
+	vgb_gpu_destroy(gpu);
+	leak_check(&outer, "  destroying the gpu unmaps a mapped backing");
+
+	/* Over the mmap budget (4 segments, 1 allowed): the old path, still right. */
+	gpu = make_gpu(&g, &sink->base, one_view_mmap);
+	if (create_2d(gpu, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 64, 64) != VIRTIO_GPU_RESP_OK_NODATA || SEND(gpu, ss) != VIRTIO_GPU_RESP_OK_NODATA ||
+	    attach(gpu, 1, addr, len, 4) != VIRTIO_GPU_RESP_OK_NODATA)
+		tap_bail("budget: setup");
+	n_preads = 0;
+	transfer_and_check(&g, gpu, sink, addr, "backing over the mmap budget");
+	tap_ok(n_preads > 0, "  read through the layout (%u preads)", n_preads);
+	vgb_gpu_destroy(gpu);
+
+	vgb_sys.pread = prev_pread;
+	record_sink_destroy(sink);
 	guest_finish(&g);
 }
 
@@ -1482,6 +1599,7 @@ int main(void)
 	test_display_info();
 	test_edid();
 	test_2d();
+	test_2d_mapped_backing();
 	test_blob_fences();
 	test_sync_and_no_display();
 	test_malformed();
