@@ -45,8 +45,9 @@ struct vgb_gpu_limits {
 	uint32_t max_resources;    /* per client; default 1024 */
 	/* host memory of a client: 2D resources and copied CPU views; default 1 GiB */
 	uint64_t max_host_bytes;
-	/* mmaps held by a client's mapped CPU views (the process has ~65530); default 8192.
-	 * A blob whose view would need more is copied instead. */
+	/* mmaps held by a client's mapped CPU views and mapped 2D backings (the process has
+	 * ~65530); default 8192. A blob whose view would need more is copied instead; a 2D
+	 * backing that would is read with pread per row. */
 	uint32_t max_view_mmaps;
 	uint32_t num_scanouts;     /* 1..16; default 1 */
 	uint32_t display_width;    /* reported by GET_DISPLAY_INFO; default 1280 */
