@@ -22,11 +22,15 @@ void vgb_ctl_default_socket(char *buf, size_t size)
 		snprintf(buf, size, "/tmp/vgbridge-%u.sock", (unsigned)getuid());
 }
 
-static const char *const command_names[13] = {
+/* The wire's commands[] indices (docs/protocol.md, STATS client row); 14-15 are unused. */
+static const char *const command_names[] = {
 	"get-display-info", "resource-create-2d", "resource-unref", "set-scanout",
 	"resource-flush", "transfer-to-host-2d", "attach-backing", "detach-backing",
 	"resource-create-blob", "set-scanout-blob", "update-cursor", "move-cursor", "other",
+	"get-edid",
 };
+_Static_assert(VGB_ARRAY_SIZE(command_names) <= VGB_WIRE_STATS_COMMANDS,
+	       "more command names than wire counters");
 
 static const char *path_name(uint32_t p)
 {
