@@ -21,27 +21,6 @@
 #define W 37
 #define H 21
 
-/*
- * Mappings of files (inode != 0): what the capture sink maps (dmabufs) and could leak. The
- * anonymous heap arenas malloc (and ASan's allocator, by the dozen) creates are not ours.
- */
-static int count_file_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long inode = 0;
-		if (sscanf(line, "%*s %*s %*s %*s %lu", &inode) == 1 && inode != 0)
-			n++;
-	}
-	fclose(f);
-	return n;
-}
-
 static unsigned done_calls;
 static int done_status;
 
@@ -125,7 +104,7 @@ int main(void)
 		vgb_display_destroy(d);
 	}
 	fds_before = leak_count_fds();
-	maps_before = count_file_maps();
+	maps_before = leak_count_file_maps();
 
 	r = vgb_display_create_capture(dir, &d);
 	tap_is_int(r, 0, "create the capture sink");
@@ -289,6 +268,6 @@ int main(void)
 		tap_is_int(system(cmd), 0, "clean up");
 	}
 	tap_is_int(leak_count_fds(), fds_before, "no fd left");
-	tap_is_int(count_file_maps(), maps_before, "no file mapping left");
+	tap_is_int(leak_count_file_maps(), maps_before, "no file mapping left");
 	return tap_done();
 }

@@ -758,34 +758,13 @@ static void test_qemu_display(void)
 	sock = saved_sock;
 }
 
-/*
- * Mappings of files (guest RAM memfds are what we map): anonymous ones are left out, since
- * ASan keeps freed large blocks mapped in its quarantine.
- */
-static int count_file_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long inode = 0;
-		if (sscanf(line, "%*s %*s %*s %*s %lu", &inode) == 1 && inode != 0)
-			n++;
-	}
-	fclose(f);
-	return n;
-}
-
 int main(void)
 {
 	alarm(60);
 	signal(SIGPIPE, SIG_IGN);
 	tap_plan_lazy();
 
-	int fds0 = leak_count_fds(), maps0 = count_file_maps();
+	int fds0 = leak_count_fds(), maps0 = leak_count_file_maps();
 
 	memfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (memfd < 0 || ftruncate(memfd, MEM_SIZE) < 0)
@@ -821,8 +800,8 @@ int main(void)
 	}
 	munmap(mem, MEM_SIZE);
 	close(memfd);
-	tap_ok(leak_count_fds() == fds0 && count_file_maps() == maps0,
+	tap_ok(leak_count_fds() == fds0 && leak_count_file_maps() == maps0,
 	       "no fd or file mapping left behind: fds %d -> %d, maps %d -> %d", fds0,
-	       leak_count_fds(), maps0, count_file_maps());
+	       leak_count_fds(), maps0, leak_count_file_maps());
 	return tap_done();
 }

@@ -60,6 +60,24 @@ int leak_count_maps(void)
 	return n;
 }
 
+int leak_count_file_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long inode = 0;
+
+		if (sscanf(line, "%*s %*s %*s %*s %lu", &inode) == 1 && inode != 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
 void leak_snapshot(struct leak_snapshot *ret)
 {
 	ret->n_fds = leak_count_fds();

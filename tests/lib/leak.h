@@ -15,5 +15,11 @@ void leak_snapshot(struct leak_snapshot *ret);
 bool leak_check(const struct leak_snapshot *before, const char *what);
 int leak_count_fds(void);
 int leak_count_maps(void);
+/*
+ * Mappings of files only (inode != 0): what our code maps from memfds, dmabufs and devices.
+ * For tests whose anonymous mappings are not theirs to count (malloc arenas, ASan's
+ * quarantine of freed large blocks).
+ */
+int leak_count_file_maps(void);
 
 #endif
