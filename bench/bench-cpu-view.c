@@ -3,7 +3,7 @@
  * Bench 2: the CPU view of a scattered blob.
  *
  * Ours: vgb_vfio_segments() over the guest entries (the region info comes from the cache, memory
- * decode is checked once per build, as bridge/export.c does per run of one region) and
+ * decode is checked once per build, as bridge/core/export.c does per run of one region) and
  * vgb_segmap_create(), which reserves the range once and maps each run of touching segments
  * with one MAP_FIXED mmap; then vgb_segmap_destroy().
  * Baseline: the reference implementation's strategy: per entry, a region-info query to the

@@ -2,7 +2,7 @@
 /*
  * Bench 3: export planning. From a RESOURCE_CREATE_BLOB's entries (1920x1080 XRGB8888: 2025
  * page entries forming 64 shuffled runs) to the blob being ready: translation over the memory
- * map (bridge/blob.c) and the export planner (bridge/export.c), then its teardown. Counted:
+ * map (bridge/core/blob.c) and the export planner (bridge/core/export.c), then its teardown. Counted:
  * ioctls, and ranges per ioctl before and after merging.
  *
  * VFIO: the kernel backend over the fake VFIO kernel (tests/lib/fake-vfio.c), which answers

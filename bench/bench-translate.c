@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Bench 1: translation. Lookups per second from a guest-physical address to its window in a
- * client's memory map (bridge/memmap.c, a binary search), with 1, 64 and 1024 windows.
+ * client's memory map (bridge/core/memmap.c, a binary search), with 1, 64 and 1024 windows.
  * Baseline: a linear walk over the same windows in the order they were added, as a VMM walks
  * its RAM block list.
  *

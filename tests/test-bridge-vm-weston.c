@@ -7,7 +7,7 @@
  *
  * A real weston (--backend=headless-backend.so --use-pixman --debug, tests/weston-harness.c)
  * and the real daemon, VGBRIDGED --display wayland on that weston, with the kernel VFIO
- * backend. This program plays the VMM over the wire protocol (bridge/client.c):
+ * backend. This program plays the VMM over the wire protocol (bridge/client/client.c):
  *  - ADD_VFIO_DEVICE by BDF (the lab's first ivshmem device, bound to vfio-pci: the daemon
  *    opens it itself), two MAP_VFIO_WINDOWs on its BAR2 at non-zero region offsets, adjacent
  *    in guest-physical space but not in the BAR;

@@ -26,8 +26,8 @@
 #include "tap.h"
 #include "vgb/display.h"
 #include "vgb/util.h"
-#include "../bridge/gpu.h"
-#include "../bridge/vhost-user.h"
+#include "gpu.h"
+#include "vhost-user.h"
 
 #define MEM_SIZE (4u << 20)
 #define QVA_BASE 0x7f0000000000ull

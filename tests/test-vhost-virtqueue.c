@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "tap.h"
-#include "../bridge/virtqueue.h"
+#include "virtqueue.h"
 
 #define QSZ 8u
 #define MEM_GPA 0x100000ull

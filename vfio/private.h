@@ -34,8 +34,4 @@ const char *vgb_vfio_region_name(uint32_t index);
  */
 void vgb_vfio_probe_dmabuf(struct vgb_vfio_device *dev);
 
-/* Test hook: where vfio/udmabuf.c looks for /dev/udmabuf and its module parameters. NULL
- * restores the defaults. Resets the vgb_udmabuf_is_available() cache. */
-void vgb_udmabuf_set_paths(const char *dev_path, const char *param_dir);
-
 #endif

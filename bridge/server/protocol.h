@@ -280,7 +280,7 @@ struct vgb_msg_query_device_reply {
 };
 _Static_assert(sizeof(struct vgb_msg_query_device_reply) == 88, "query reply size");
 
-/* ---- encoding and decoding (bridge/protocol.c) ---- */
+/* ---- encoding and decoding (bridge/server/protocol.c) ---- */
 
 /* Name of a message type for logs ("HELLO"), or "unknown". */
 const char *vgb_msg_type_name(uint32_t type);

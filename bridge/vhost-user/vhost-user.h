@@ -9,9 +9,9 @@
  * socket QEMU hands over with VHOST_USER_GPU_SET_SOCKET.
  *
  * Guest RAM arrives as memfds in SET_MEM_TABLE. Each region is mapped once for the rings and
- * added as a RAM window to the connection's memory map (bridge/memmap.h), so the virtio-gpu
- * processor (bridge/gpu.h) translates this front end's guest addresses with the same code as
- * our own protocol's. The control and cursor queues are split virtqueues (bridge/virtqueue.h)
+ * added as a RAM window to the connection's memory map (bridge/core/memmap.h), so the virtio-gpu
+ * processor (bridge/core/gpu.h) translates this front end's guest addresses with the same code as
+ * our own protocol's. The control and cursor queues are split virtqueues (bridge/vhost-user/virtqueue.h)
  * feeding vgb_gpu_process(); fenced commands complete when the display has taken the frame.
  *
  * Display: frames go to the display sink given in the options (the Wayland compositor in

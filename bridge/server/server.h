@@ -4,7 +4,7 @@
 
 /*
  * The vgbridged service loop: one epoll loop that accepts clients on an AF_UNIX
- * SOCK_SEQPACKET socket, serves the wire protocol (bridge/protocol.h, docs/protocol.md), and
+ * SOCK_SEQPACKET socket, serves the wire protocol (bridge/server/protocol.h, docs/protocol.md), and
  * polls the display sink's fd and the fence deadlines of every client.
  *
  * Each client has its own memory map, devices, and virtio-gpu processor (resources, scanouts,

@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	uint64_t v;
 	int o, r, lfd;
 
-	/* The vhost-user-gpu backend (bridge/vhost-user.h) has its own loop and QEMU's options. */
+	/* The vhost-user-gpu backend (bridge/vhost-user/vhost-user.h) has its own loop and QEMU's options. */
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--vhost-user") == 0)
 			return vgb_vhost_user_main(argc, argv);

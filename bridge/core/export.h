@@ -3,7 +3,7 @@
 #define VGB_BRIDGE_EXPORT_H
 
 /*
- * The export planner: turns a translated blob (bridge/blob.h) into
+ * The export planner: turns a translated blob (bridge/core/blob.h) into
  *   1. one VFIO multi-range dmabuf, when every segment lies in one region of one device that
  *      has VGB_VFIO_CAP_DMA_BUF;
  *   2. one udmabuf, when every segment is a udmabuf-capable memfd range and the limits allow;

@@ -13,11 +13,10 @@
 
 #include <linux/udmabuf.h>
 
-#include "private.h"
 #include "vgb/log.h"
 #include "vgb/sys.h"
 #include "vgb/util.h"
-#include "vgb/vfio.h"
+#include "vgb/mem.h"
 
 #define UDMABUF_DEV "/dev/udmabuf"
 #define UDMABUF_PARAMS "/sys/module/udmabuf/parameters"
@@ -85,7 +84,7 @@ int vgb_udmabuf_create(const struct vgb_udmabuf_item *items, size_t n)
 	if (!items || n == 0)
 		return -EINVAL;
 	/* The kernel's own list_limit is far below this; it only bounds our allocation. */
-	if (n > VGB_VFIO_DMABUF_MAX_RANGES)
+	if (n > VGB_UDMABUF_MAX_ITEMS)
 		return -E2BIG;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t end;
