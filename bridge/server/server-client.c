@@ -338,6 +338,58 @@ fail:
 	return r;
 }
 
+/* Keeps @fd until its first request, which gets @why as its answer. Takes ownership of @fd. */
+static void refuse(struct vgb_server *s, int fd, int why)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct refused *rf = NULL;
+
+	for (unsigned i = 0; i < MAX_REFUSED && !rf; i++)
+		if (s->refused[i].fd < 0)
+			rf = &s->refused[i];
+	if (!rf) {
+		rf = &s->refused[s->refused_next];
+		s->refused_next = (s->refused_next + 1) % MAX_REFUSED;
+		vgb_server_refused_close(s, rf);
+	}
+	rf->src.kind = SOURCE_REFUSED;
+	ev.data.ptr = &rf->src;
+	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		return;
+	}
+	rf->fd = fd;
+	rf->why = why;
+}
+
+void vgb_server_refused_close(struct vgb_server *s, struct refused *rf)
+{
+	if (rf->fd < 0)
+		return;
+	epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, rf->fd, NULL);
+	rf->fd = vgb_close(rf->fd);
+}
+
+void vgb_server_handle_refused(struct vgb_server *s, struct refused *rf)
+{
+	struct vgb_msg_reply rh = { .result = rf->why };
+	struct vgb_msg msg;
+	ssize_t n;
+
+	if (rf->fd < 0)
+		return;
+	n = vgb_msg_recv(rf->fd, s->rxbuf, s->opts.max_msg, &msg);
+	if (n == -EAGAIN)
+		return;
+	if (n > 0 || n == -EBADMSG || n == -EMSGSIZE) {
+		vgb_msg_send(rf->fd, msg.hdr.type, VGB_MSG_FLAG_REPLY, msg.hdr.id, &rh, sizeof(rh),
+			     NULL, 0, NULL, 0, MSG_DONTWAIT);
+		if (n > 0)
+			vgb_msg_close_fds(&msg);
+	}
+	vgb_server_refused_close(s, rf);
+}
+
 void vgb_server_handle_accept(struct vgb_server *s)
 {
 	for (int i = 0; i < 16; i++) {
@@ -345,27 +397,33 @@ void vgb_server_handle_accept(struct vgb_server *s)
 		socklen_t len = sizeof(cred);
 		int fd, r;
 
-		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		fd = accept4(s->listen.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
 				vgb_log_errno(VGB_LOG_WARN, -errno, "accept");
 			return;
 		}
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-		    cred.uid != s->opts.allowed_uid) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 			s->clients_rejected++;
-			vgb_log_ratelimited(VGB_LOG_WARN, "rejected a client with uid %d (allowed: %u)",
-					    len == sizeof(cred) ? (int)cred.uid : -1,
-					    (unsigned)s->opts.allowed_uid);
 			close(fd);
+			continue;
+		}
+		if (cred.uid != s->opts.allowed_uid) {
+			s->clients_rejected++;
+			vgb_log_ratelimited(VGB_LOG_WARN,
+					    "refused pid %d: uid %u is not the allowed uid %u "
+					    "(--allowed-uid)",
+					    (int)cred.pid, (unsigned)cred.uid,
+					    (unsigned)s->opts.allowed_uid);
+			refuse(s, fd, -EACCES);
 			continue;
 		}
 		if (s->n_clients >= s->opts.max_clients) {
 			s->clients_rejected++;
-			vgb_log_ratelimited(VGB_LOG_WARN, "rejected pid %d: %u clients already",
-					    (int)cred.pid, s->n_clients);
-			close(fd);
+			vgb_log_ratelimited(VGB_LOG_WARN, "refused pid %d: %u clients already "
+					    "(--max-clients)", (int)cred.pid, s->n_clients);
+			refuse(s, fd, -EUSERS);
 			continue;
 		}
 		r = client_create(s, fd, &cred);

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "gpu.h"
+#include "plumbing.h"
 #include "memmap.h"
 #include "protocol.h"
 #include "server.h"
@@ -28,11 +29,24 @@ enum source_kind {
 	SOURCE_DISPLAY,
 	SOURCE_CLIENT,
 	SOURCE_FAULTS,
+	SOURCE_REFUSED,
 };
 
 struct source {
 	enum source_kind kind;
 };
+
+/*
+ * A connection the server will not serve (wrong uid, too many clients): its first request is
+ * answered with @why (-EACCES, -EUSERS) so that the client learns the reason, then it is closed.
+ * At most MAX_REFUSED wait at once; a new one evicts the oldest.
+ */
+struct refused {
+	struct source src;
+	int fd; /* -1: free */
+	int why;
+};
+#define MAX_REFUSED 8u
 
 /* A reply that could not be sent at once (the client's socket was full). */
 struct outmsg {
@@ -89,13 +103,14 @@ struct client {
 struct vgb_server {
 	struct vgb_server_options opts;
 	int epoll_fd;
-	int listen_fd;
+	struct vgb_listen_socket listen; /* fd -1 until listening */
+	struct refused refused[MAX_REFUSED];
+	unsigned refused_next; /* the slot to evict next */
+	struct vgb_display_watch display_watch;
 	int signal_fd;
 	int display_fd; /* registered display fd, or -1 */
+	uint64_t display_reconnects; /* the display's count when display_fd was registered */
 	struct source listen_src, signal_src, display_src;
-	char *socket_path; /* we created it: unlink on destroy */
-	dev_t socket_dev;
-	ino_t socket_ino;
 
 	struct client *clients;
 	unsigned n_clients;
@@ -154,6 +169,10 @@ void vgb_server_client_destroy(struct client *c);
 void vgb_server_reap_dead(struct vgb_server *s);
 /* Accepts what is waiting on the listening socket (bounded per call). */
 void vgb_server_handle_accept(struct vgb_server *s);
+/* Answers a refused connection's first request with its reason and closes it. */
+void vgb_server_handle_refused(struct vgb_server *s, struct refused *rf);
+/* Closes a refused connection (no answer). */
+void vgb_server_refused_close(struct vgb_server *s, struct refused *rf);
 /* Flushes, reads and handles at most BATCH requests of @c. */
 void vgb_server_handle_client(struct client *c, uint32_t events);
 

@@ -64,7 +64,9 @@ int vgb_server_create(const struct vgb_server_options *opts, struct vgb_server *
 	if (!s)
 		return -ENOMEM;
 	s->opts = o;
-	s->listen_fd = s->signal_fd = s->display_fd = -1;
+	s->listen.fd = s->signal_fd = s->display_fd = -1;
+	for (unsigned i = 0; i < MAX_REFUSED; i++)
+		s->refused[i].fd = -1;
 	s->listen_src.kind = SOURCE_LISTEN;
 	s->signal_src.kind = SOURCE_SIGNAL;
 	s->display_src.kind = SOURCE_DISPLAY;
@@ -100,8 +102,14 @@ static void sync_display_fd(struct vgb_server *s)
 	int fd = s->opts.display ? vgb_display_get_fd(s->opts.display) : -1;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->display_src };
 
-	if (fd == s->display_fd)
+	struct vgb_display_stats st = { 0 };
+
+	/* A reconnect may reuse the number of the fd it closed (which left the epoll set). */
+	if (s->opts.display)
+		vgb_display_get_stats(s->opts.display, &st);
+	if (fd == s->display_fd && st.reconnects == s->display_reconnects)
 		return;
+	s->display_reconnects = st.reconnects;
 	if (s->display_fd >= 0)
 		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->display_fd, NULL);
 	s->display_fd = -1;
@@ -155,6 +163,9 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 				vgb_server_handle_client(c, evs[i].events);
 			break;
 		}
+		case SOURCE_REFUSED:
+			vgb_server_handle_refused(s, vgb_container_of(src, struct refused, src));
+			break;
 		case SOURCE_FAULTS:
 			vgb_server_handle_faults(s, vgb_container_of(src, struct fault_watch, src));
 			break;
@@ -162,10 +173,12 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 	}
 	/* The display completes frames (fence_done may run), then fence deadlines. */
 	if (s->opts.display && (display_ready || vgb_display_next_timeout_ms(s->opts.display) == 0)) {
+		/* A lost compositor is reported once, by the watch below. */
 		int r = vgb_display_dispatch(s->opts.display);
 		if (r < 0)
-			vgb_log_ratelimited(VGB_LOG_WARN, "display: %s", strerror(-r));
+			vgb_log_ratelimited(VGB_LOG_DEBUG, "display: %s", strerror(-r));
 	}
+	vgb_daemon_display_watch(&s->display_watch, s->opts.display);
 	for (struct client *c = s->clients; c; c = c->next)
 		if (!c->dead && vgb_gpu_next_timeout_ms(c->gpu) == 0)
 			vgb_gpu_dispatch_timeouts(c->gpu);
@@ -206,111 +219,45 @@ unsigned vgb_server_client_count(const struct vgb_server *s)
 
 /* ---- setup ---- */
 
-static int watch_listen_fd(struct vgb_server *s, int fd)
+static int watch_listen_socket(struct vgb_server *s, struct vgb_listen_socket *ls)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->listen_src };
-	int fl;
 
-	if (s->listen_fd >= 0)
-		return -EBUSY;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, ls->fd, &ev) < 0)
 		return -errno;
-	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	s->listen_fd = fd;
+	s->listen = *ls;
 	return 0;
 }
 
 int vgb_server_adopt_listen_fd(struct vgb_server *s, int fd)
 {
-	struct sockaddr_un sa;
-	socklen_t len = sizeof(sa);
-	int type = 0, acc = 0, fl;
-	socklen_t l1 = sizeof(type), l2 = sizeof(acc);
+	struct vgb_listen_socket ls;
+	int r;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0)
-		return -errno;
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-		return -errno;
-	if (sa.sun_family != AF_UNIX || type != SOCK_SEQPACKET)
-		return -EINVAL;
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l2) < 0)
-		return -errno;
-	if (!acc)
-		return -EINVAL;
-	fl = fcntl(fd, F_GETFD);
-	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
-		return -errno;
-	return watch_listen_fd(s, fd);
-}
-
-/* Whether someone accepts on @path. */
-static bool socket_is_live(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return true; /* cannot tell: do not remove it */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return true;
-	return errno != ECONNREFUSED;
+	if (s->listen.fd >= 0)
+		return -EBUSY;
+	r = vgb_listen_socket_adopt(fd, SOCK_SEQPACKET, &ls);
+	if (r < 0)
+		return r;
+	r = watch_listen_socket(s, &ls);
+	/* On failure the fd stays the caller's. */
+	return r;
 }
 
 int vgb_server_listen(struct vgb_server *s, const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-	mode_t old;
+	struct vgb_listen_socket ls;
 	int r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	if (s->listen_fd >= 0)
+	if (s->listen.fd >= 0)
 		return -EBUSY;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		if (socket_is_live(path))
-			return -EADDRINUSE;
-		vgb_log(VGB_LOG_DEBUG, "replacing stale socket %s", path);
-		unlink(path);
-	}
-	/* Created 0600 from the start: no window in which another user could connect. */
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
+	r = vgb_listen_socket_open(path, SOCK_SEQPACKET, s->opts.allowed_uid, &ls);
 	if (r < 0)
-		return -errno;
-	if (chmod(path, 0600) < 0 || stat(path, &st) < 0 || listen(fd, 64) < 0) {
-		r = -errno;
-		unlink(path);
 		return r;
-	}
-	s->socket_path = strdup(path);
-	if (!s->socket_path) {
-		unlink(path);
-		return -ENOMEM;
-	}
-	s->socket_dev = st.st_dev;
-	s->socket_ino = st.st_ino;
-	r = watch_listen_fd(s, fd);
-	if (r < 0) {
-		unlink(path);
-		free(s->socket_path);
-		s->socket_path = NULL;
-		return r;
-	}
-	TAKE_FD(fd);
-	return 0;
+	r = watch_listen_socket(s, &ls);
+	if (r < 0)
+		vgb_listen_socket_close(&ls);
+	return r;
 }
 
 int vgb_server_add_device(struct vgb_server *s, struct vgb_vfio_device *dev)
@@ -359,16 +306,9 @@ void vgb_server_destroy(struct vgb_server *s)
 		return;
 	while (s->clients)
 		vgb_server_client_destroy(s->clients);
-	if (s->listen_fd >= 0)
-		close(s->listen_fd);
-	if (s->socket_path) {
-		struct stat st;
-		/* Only our own socket: a newer daemon may have replaced it. */
-		if (stat(s->socket_path, &st) == 0 && st.st_dev == s->socket_dev &&
-		    st.st_ino == s->socket_ino)
-			unlink(s->socket_path);
-		free(s->socket_path);
-	}
+	vgb_listen_socket_close(&s->listen);
+	for (unsigned i = 0; i < MAX_REFUSED; i++)
+		vgb_server_refused_close(s, &s->refused[i]);
 	if (s->signal_fd >= 0)
 		close(s->signal_fd);
 	for (uint32_t i = 0; i < s->n_devices; i++) {

@@ -15,10 +15,10 @@
  * feeding vgb_gpu_process(); fenced commands complete when the display has taken the frame.
  *
  * Display: frames go to the display sink given in the options (the Wayland compositor in
- * vgbridged), or, with qemu_display, to QEMU's UI over the vhost-user-gpu socket (SCANOUT +
- * UPDATE, or DMABUF_SCANOUT + DMABUF_UPDATE when a frame has a dmabuf). Either way the GPU
- * socket's handshake and GET_EDID are answered; GET_DISPLAY_INFO is asked of QEMU in
- * qemu_display mode and answered from the sink's limits otherwise.
+ * vgbridged), or, with qemu_display, to QEMU's UI over the vhost-user-gpu socket: the QEMU
+ * display sink (display/qemu.c, vgb/display-qemu.h) owns that socket either way. GET_EDID is
+ * asked of QEMU when it offers it; GET_DISPLAY_INFO in qemu_display mode (else it is answered
+ * from the sink's limits).
  *
  * Each dev has its own epoll fd holding its sockets and kick eventfds: the caller's loop polls
  * that fd and calls vgb_vhost_dev_dispatch(). Single-threaded.
