@@ -47,7 +47,7 @@ static void outmsg_free(struct outmsg *m)
 }
 
 /* Sends what is queued. Returns 0 (sent or still queued) or -errno (client is dead). */
-static int client_flush(struct client *c)
+int vgb_server_client_flush(struct client *c)
 {
 	while (c->outq) {
 		struct outmsg *m = c->outq;
@@ -437,42 +437,4 @@ void vgb_server_handle_accept(struct vgb_server *s)
 	}
 }
 
-void vgb_server_handle_client(struct client *c, uint32_t events)
-{
-	struct vgb_server *s = c->server;
-
-	if (events & EPOLLOUT) {
-		if (client_flush(c) < 0) {
-			vgb_server_client_kill(c, "send failed");
-			return;
-		}
-		vgb_server_client_update_events(c);
-	}
-	if (events & (EPOLLHUP | EPOLLERR)) {
-		vgb_server_client_kill(c, "hangup");
-		return;
-	}
-	for (int i = 0; i < BATCH && !c->dead && (c->events & EPOLLIN); i++) {
-		struct vgb_msg msg;
-		ssize_t n = vgb_msg_recv(c->fd, s->rxbuf, s->opts.max_msg, &msg);
-
-		if (n == -EAGAIN)
-			break;
-		if (n == 0) {
-			vgb_server_client_kill(c, "closed");
-			break;
-		}
-		if (n == -EBADMSG || n == -EMSGSIZE) {
-			/* The packet is dropped (its fds closed); the client may go on. */
-			c->requests++;
-			vgb_server_client_reply(c, msg.hdr.type, msg.hdr.id, (int32_t)n, NULL, 0, NULL, 0);
-			continue;
-		}
-		if (n < 0) {
-			vgb_server_client_kill(c, "recv failed");
-			break;
-		}
-		vgb_server_handle_message(c, &msg);
-	}
-}
 

@@ -5,7 +5,7 @@
 /*
  * What the files of the native server share: the server and client structs and the calls between
  * server.c (setup and the loop), server-client.c (accept, client lifetime, sending, fences),
- * server-request.c (one function per request type) and server-faults.c (I/O page-fault queues).
+ * server-request.c (reading requests, one function per request type) and server-faults.c (I/O page-fault queues).
  * Single-threaded like the rest of the server.
  */
 
@@ -158,6 +158,8 @@ void vgb_server_client_kill(struct client *c, const char *why);
  */
 void vgb_server_client_reply(struct client *c, uint16_t type, uint64_t id, int32_t result,
 			     const void *body, size_t body_len, const int *fds, unsigned n_fds);
+/* Sends what is queued. Returns 0 (sent or still queued) or -errno (the client is dead). */
+int vgb_server_client_flush(struct client *c);
 /* Recomputes the client's epoll mask from its queue and pending fences. */
 void vgb_server_client_update_events(struct client *c);
 /* Whether a command and its response both carry the fence flag. */
@@ -173,11 +175,11 @@ void vgb_server_handle_accept(struct vgb_server *s);
 void vgb_server_handle_refused(struct vgb_server *s, struct refused *rf);
 /* Closes a refused connection (no answer). */
 void vgb_server_refused_close(struct vgb_server *s, struct refused *rf);
-/* Flushes, reads and handles at most BATCH requests of @c. */
-void vgb_server_handle_client(struct client *c, uint32_t events);
 
 /* ---- server-request.c ---- */
 
+/* Flushes, reads and handles at most BATCH requests of @c. */
+void vgb_server_handle_client(struct client *c, uint32_t events);
 /* Handles one received request and replies (now, or later for fenced commands). */
 void vgb_server_handle_message(struct client *c, struct vgb_msg *msg);
 

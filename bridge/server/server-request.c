@@ -464,3 +464,41 @@ void vgb_server_handle_message(struct client *c, struct vgb_msg *msg)
 	vgb_msg_close_fds(msg);
 }
 
+void vgb_server_handle_client(struct client *c, uint32_t events)
+{
+	struct vgb_server *s = c->server;
+
+	if (events & EPOLLOUT) {
+		if (vgb_server_client_flush(c) < 0) {
+			vgb_server_client_kill(c, "send failed");
+			return;
+		}
+		vgb_server_client_update_events(c);
+	}
+	if (events & (EPOLLHUP | EPOLLERR)) {
+		vgb_server_client_kill(c, "hangup");
+		return;
+	}
+	for (int i = 0; i < BATCH && !c->dead && (c->events & EPOLLIN); i++) {
+		struct vgb_msg msg;
+		ssize_t n = vgb_msg_recv(c->fd, s->rxbuf, s->opts.max_msg, &msg);
+
+		if (n == -EAGAIN)
+			break;
+		if (n == 0) {
+			vgb_server_client_kill(c, "closed");
+			break;
+		}
+		if (n == -EBADMSG || n == -EMSGSIZE) {
+			/* The packet is dropped (its fds closed); the client may go on. */
+			c->requests++;
+			vgb_server_client_reply(c, msg.hdr.type, msg.hdr.id, (int32_t)n, NULL, 0, NULL, 0);
+			continue;
+		}
+		if (n < 0) {
+			vgb_server_client_kill(c, "recv failed");
+			break;
+		}
+		vgb_server_handle_message(c, &msg);
+	}
+}

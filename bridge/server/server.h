@@ -50,7 +50,7 @@ int vgb_server_create(const struct vgb_server_options *opts, struct vgb_server *
 
 /*
  * Binds and listens on @path with mode 0600, handed to opts.allowed_uid when that is another
- * uid (bridge/daemon/plumbing.h, vgb_listen_socket_open). A stale socket file (nobody accepting)
+ * uid (bridge/plumbing/plumbing.h, vgb_listen_socket_open). A stale socket file (nobody accepting)
  * is replaced; a live one gives -EADDRINUSE, a file that is not a socket -EEXIST. The file is
  * unlinked by vgb_server_destroy() if it is still ours. Returns 0 or -errno.
  */

@@ -123,14 +123,15 @@ int vgb_vhost_sock_dispatch(struct vgb_vhost_dev *dev);
 
 /* ---- vhost-user-mem.c ---- */
 
-/* Front-end virtual address (the rings' addresses) to our pointer over @len bytes, or NULL. */
-void *vgb_vhost_qva_to_host(struct vgb_vhost_dev *dev, uint64_t qva, uint64_t len);
-/* The virtqueue's translator: guest physical to our pointer, clamped to the region. */
-void *vgb_vhost_gpa_translate(void *data, uint64_t gpa, uint64_t *inout_len);
 void vgb_vhost_regions_unmap(struct vgb_vhost_dev *dev, struct region *regions, unsigned n);
 int vgb_vhost_handle_set_mem_table(struct vgb_vhost_dev *dev, const struct msg *m);
 
 /* ---- vhost-user-ring.c ---- */
+
+/* Front-end virtual address (the rings' addresses) to our pointer over @len bytes, or NULL. */
+void *vgb_vhost_qva_to_host(struct vgb_vhost_dev *dev, uint64_t qva, uint64_t len);
+/* The virtqueue's translator: guest physical to our pointer, clamped to the region. */
+void *vgb_vhost_gpa_translate(void *data, uint64_t gpa, uint64_t *inout_len);
 
 void vgb_vhost_epoll_del(struct vgb_vhost_dev *dev, int fd);
 int vgb_vhost_epoll_add(struct vgb_vhost_dev *dev, int fd, uint64_t tag);

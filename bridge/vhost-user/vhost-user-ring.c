@@ -24,6 +24,33 @@
 
 #include "vhost-user-private.h"
 
+/* Front-end virtual address (the rings' addresses) to our pointer, over the whole length. */
+void *vgb_vhost_qva_to_host(struct vgb_vhost_dev *dev, uint64_t qva, uint64_t len)
+{
+	for (unsigned i = 0; i < dev->n_regions; i++) {
+		struct region *r = &dev->regions[i];
+		if (qva >= r->qva && qva - r->qva < r->size && len <= r->size - (qva - r->qva))
+			return r->host + (qva - r->qva);
+	}
+	return NULL;
+}
+
+void *vgb_vhost_gpa_translate(void *data, uint64_t gpa, uint64_t *inout_len)
+{
+	struct vgb_vhost_dev *dev = data;
+
+	for (unsigned i = 0; i < dev->n_regions; i++) {
+		struct region *r = &dev->regions[i];
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			uint64_t left = r->size - (gpa - r->gpa);
+			if (*inout_len > left)
+				*inout_len = left;
+			return r->host + (gpa - r->gpa);
+		}
+	}
+	return NULL;
+}
+
 static void notify(struct vgb_vhost_dev *dev, unsigned q)
 {
 	struct vhost_vring *vr = &dev->vrings[q];

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef VGB_BRIDGE_DAEMON_PLUMBING_H
-#define VGB_BRIDGE_DAEMON_PLUMBING_H
+#ifndef VGB_BRIDGE_PLUMBING_PLUMBING_H
+#define VGB_BRIDGE_PLUMBING_PLUMBING_H
 
 /*
  * What every front-end daemon (vgbridged, vgbridged --vhost-user, vgbridge-vhost-user-gpu) does
