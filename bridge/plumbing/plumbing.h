@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct vgb_display;
@@ -82,16 +83,21 @@ int vgb_daemon_display_create(const char *spec, const char *wayland_socket, cons
 
 /* ---- display-watch.c ---- */
 
-/* What the daemon last said about its sink's connection. */
+/* A daemon's view of its sink: the fd it polls and what it last said about the connection. */
 struct vgb_display_watch {
-	bool connected; /* last seen state */
-	bool warned;    /* a loss was reported and no reconnect since */
+	int fd;              /* registered in the daemon's epoll set, or -1 (initialise to -1) */
+	uint64_t reconnects; /* the sink's count when @fd was registered */
+	bool connected;      /* last seen state */
+	bool warned;         /* a loss was reported and no reconnect since */
 };
 
 /*
- * Reports a sink's lost compositor once (warning) and its return once (info), however many
- * frames fail in between. Call after each loop iteration; @d may be NULL.
+ * Once per loop iteration, before waiting: keeps the sink's fd registered in @epoll_fd with
+ * @data (a reconnect changes the fd, or reuses the number of the one it closed), and reports a
+ * lost compositor once (warning) and its return once (info), however many frames fail in
+ * between. @d may be NULL.
  */
-void vgb_daemon_display_watch(struct vgb_display_watch *w, struct vgb_display *d);
+void vgb_daemon_display_watch(struct vgb_display_watch *w, struct vgb_display *d, int epoll_fd,
+			      uint64_t data);
 
 #endif

@@ -108,8 +108,6 @@ struct vgb_server {
 	unsigned refused_next; /* the slot to evict next */
 	struct vgb_display_watch display_watch;
 	int signal_fd;
-	int display_fd; /* registered display fd, or -1 */
-	uint64_t display_reconnects; /* the display's count when display_fd was registered */
 	struct source listen_src, signal_src, display_src;
 
 	struct client *clients;

@@ -64,7 +64,7 @@ int vgb_server_create(const struct vgb_server_options *opts, struct vgb_server *
 	if (!s)
 		return -ENOMEM;
 	s->opts = o;
-	s->listen.fd = s->signal_fd = s->display_fd = -1;
+	s->listen.fd = s->signal_fd = s->display_watch.fd = -1;
 	for (unsigned i = 0; i < MAX_REFUSED; i++)
 		s->refused[i].fd = -1;
 	s->listen_src.kind = SOURCE_LISTEN;
@@ -96,27 +96,6 @@ static void handle_signal(struct vgb_server *s)
 	}
 }
 
-/* Keeps the display's fd registered (a reconnect may change it). */
-static void sync_display_fd(struct vgb_server *s)
-{
-	int fd = s->opts.display ? vgb_display_get_fd(s->opts.display) : -1;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->display_src };
-
-	struct vgb_display_stats st = { 0 };
-
-	/* A reconnect may reuse the number of the fd it closed (which left the epoll set). */
-	if (s->opts.display)
-		vgb_display_get_stats(s->opts.display, &st);
-	if (fd == s->display_fd && st.reconnects == s->display_reconnects)
-		return;
-	s->display_reconnects = st.reconnects;
-	if (s->display_fd >= 0)
-		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->display_fd, NULL);
-	s->display_fd = -1;
-	if (fd >= 0 && epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0)
-		s->display_fd = fd;
-}
-
 static int next_timeout(struct vgb_server *s, int timeout_ms)
 {
 	int t = timeout_ms;
@@ -137,7 +116,8 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 	bool display_ready = false;
 	int n;
 
-	sync_display_fd(s);
+	vgb_daemon_display_watch(&s->display_watch, s->opts.display, s->epoll_fd,
+				 (uint64_t)(uintptr_t)&s->display_src);
 	n = epoll_wait(s->epoll_fd, evs, (int)VGB_ARRAY_SIZE(evs), next_timeout(s, timeout_ms));
 	if (n < 0) {
 		if (errno == EINTR)
@@ -178,7 +158,7 @@ int vgb_server_dispatch(struct vgb_server *s, int timeout_ms)
 		if (r < 0)
 			vgb_log_ratelimited(VGB_LOG_DEBUG, "display: %s", strerror(-r));
 	}
-	vgb_daemon_display_watch(&s->display_watch, s->opts.display);
+
 	for (struct client *c = s->clients; c; c = c->next)
 		if (!c->dead && vgb_gpu_next_timeout_ms(c->gpu) == 0)
 			vgb_gpu_dispatch_timeouts(c->gpu);

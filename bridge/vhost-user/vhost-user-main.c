@@ -41,8 +41,6 @@ struct conn {
 
 struct daemon {
 	int epoll_fd, signal_fd;
-	int display_fd; /* the display fd registered now, or -1 (a reconnect changes it) */
-	uint64_t display_reconnects;
 	struct vgb_listen_socket listen;
 	struct vgb_display_watch display_watch;
 	const char *socket_path;
@@ -231,34 +229,13 @@ static int next_timeout(struct daemon *d)
 	return t;
 }
 
-/* Keeps the display's fd registered (a compositor reconnect changes it). */
-static void sync_display_fd(struct daemon *d)
-{
-	int fd = d->display ? vgb_display_get_fd(d->display) : -1;
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG(TAG_DISPLAY, 0) };
-
-	struct vgb_display_stats st = { 0 };
-
-	/* A reconnect may reuse the number of the fd it closed (which left the epoll set). */
-	if (d->display)
-		vgb_display_get_stats(d->display, &st);
-	if (fd == d->display_fd && st.reconnects == d->display_reconnects)
-		return;
-	d->display_reconnects = st.reconnects;
-	if (d->display_fd >= 0)
-		epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, d->display_fd, NULL);
-	d->display_fd = -1;
-	if (fd >= 0 && epoll_ctl(d->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0)
-		d->display_fd = fd;
-}
-
 static int run(struct daemon *d)
 {
 	while (!d->stop) {
 		struct epoll_event evs[16];
 
-		sync_display_fd(d);
-		vgb_daemon_display_watch(&d->display_watch, d->display);
+		vgb_daemon_display_watch(&d->display_watch, d->display, d->epoll_fd,
+					 TAG(TAG_DISPLAY, 0));
 		int n = epoll_wait(d->epoll_fd, evs, VGB_ARRAY_SIZE(evs), next_timeout(d));
 		if (n < 0) {
 			if (errno == EINTR)
@@ -345,7 +322,7 @@ int vgb_vhost_user_main(int argc, char **argv)
 		{ 0 },
 	};
 	struct daemon d = { .epoll_fd = -1, .listen = { .fd = -1 }, .signal_fd = -1,
-			    .display_fd = -1 };
+			    .display_watch = { .fd = -1 } };
 	const char *display_kind = NULL, *wl_name = NULL;
 	char err[512];
 	uint32_t fd_arg = 0;
