@@ -143,8 +143,9 @@ static int scanout_open_window(struct scanout *so)
 	so->create_ns = vgb_now_ns();
 	/* The initial commit without a buffer asks for the first configure. */
 	wl_surface_commit(so->surface);
+	/* A cursor that cannot be shown does not keep the window from opening. */
 	if (so->cursor_argb)
-		return vgb_wayland_cursor_update(so);
+		vgb_wayland_cursor_update(so);
 	return 0;
 }
 
