@@ -49,13 +49,13 @@ int vgb_vhost_handle_set_mem_table(struct vgb_vhost_dev *dev, const struct msg *
 	unsigned n = mem.nregions;
 	for (unsigned i = 0; i < n; i++) {
 		const struct vgb_vhost_user_region *g = &mem.regions[i];
-		uint64_t end, fend;
+		uint64_t end, qend, fend;
 		struct stat st;
 		int fd = m->rx->fds[i];
 
 		if (g->memory_size == 0 || g->memory_size > SIZE_MAX / 2 ||
 		    __builtin_add_overflow(g->guest_phys_addr, g->memory_size, &end) ||
-		    __builtin_add_overflow(g->userspace_addr, g->memory_size, &end) ||
+		    __builtin_add_overflow(g->userspace_addr, g->memory_size, &qend) ||
 		    __builtin_add_overflow(g->mmap_offset, g->memory_size, &fend)) {
 			r = -EINVAL;
 			goto err;

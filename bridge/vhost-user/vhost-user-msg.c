@@ -111,48 +111,44 @@ static int rx_read(int fd, struct rx *rx, size_t max_payload)
 	}
 }
 
-static int send_all(int fd, const struct iovec *iov_in, int n_iov, int pass_fd)
+/* Keeps the socket polled for EPOLLOUT (and not EPOLLIN) exactly while replies wait. */
+static void sock_watch(struct vgb_vhost_dev *dev)
 {
-	struct iovec iov[4];
-	int cnt = n_iov;
-	bool first = true;
+	bool want = dev->out_len > 0;
+	struct epoll_event ev = { .events = want ? EPOLLOUT : EPOLLIN,
+				  .data.u64 = TAG(TAG_SOCK, 0) };
 
-	memcpy(iov, iov_in, sizeof(*iov) * (size_t)n_iov);
-	while (cnt > 0) {
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} control;
-		struct msghdr msg = { .msg_iov = iov + (n_iov - cnt), .msg_iovlen = (size_t)cnt };
-		if (first && pass_fd >= 0) {
-			msg.msg_control = control.buf;
-			msg.msg_controllen = sizeof(control.buf);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-		}
-		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	if (want == dev->out_watch)
+		return;
+	if (epoll_ctl(dev->epoll_fd, EPOLL_CTL_MOD, dev->sock_fd, &ev) == 0)
+		dev->out_watch = want;
+}
+
+int vgb_vhost_sock_flush(struct vgb_vhost_dev *dev)
+{
+	size_t off = 0;
+
+	while (off < dev->out_len) {
+		ssize_t n = send(dev->sock_fd, dev->out + off, dev->out_len - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0)
 			return -errno;
-		}
-		first = false;
-		size_t left = (size_t)n;
-		while (cnt > 0 && left >= iov[n_iov - cnt].iov_len) {
-			left -= iov[n_iov - cnt].iov_len;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov[n_iov - cnt].iov_base = (char *)iov[n_iov - cnt].iov_base + left;
-			iov[n_iov - cnt].iov_len -= left;
-		}
+		off += (size_t)n;
 	}
+	memmove(dev->out, dev->out + off, dev->out_len - off);
+	dev->out_len -= off;
+	sock_watch(dev);
 	return 0;
 }
 
+/*
+ * Queues a reply and writes what the socket takes now; the rest goes when it is writable. Never
+ * blocks. Returns 0, or -ENOBUFS when the front end left VHOST_OUT_MAX bytes unread (drop it).
+ */
 static int send_reply(struct vgb_vhost_dev *dev, uint32_t request, const void *payload,
 		      size_t size)
 {
@@ -161,11 +157,23 @@ static int send_reply(struct vgb_vhost_dev *dev, uint32_t request, const void *p
 		.flags = VGB_VHOST_USER_VERSION | VGB_VHOST_USER_FLAG_REPLY,
 		.size = (uint32_t)size,
 	};
-	struct iovec iov[2] = {
-		{ .iov_base = &h, .iov_len = sizeof(h) },
-		{ .iov_base = (void *)payload, .iov_len = size },
-	};
-	return send_all(dev->sock_fd, iov, size ? 2 : 1, -1);
+	size_t need = dev->out_len + sizeof(h) + size;
+
+	if (need > VHOST_OUT_MAX)
+		return -ENOBUFS;
+	if (need > dev->out_cap) {
+		size_t cap = VGB_MAX(need, (size_t)4096);
+		uint8_t *p = realloc(dev->out, cap);
+		if (!p)
+			return -ENOMEM;
+		dev->out = p;
+		dev->out_cap = cap;
+	}
+	memcpy(dev->out + dev->out_len, &h, sizeof(h));
+	if (size)
+		memcpy(dev->out + dev->out_len + sizeof(h), payload, size);
+	dev->out_len = need;
+	return vgb_vhost_sock_flush(dev);
 }
 
 static int reply_u64(struct vgb_vhost_dev *dev, uint32_t request, uint64_t v)
@@ -210,6 +218,34 @@ static int handle_vring_fd(const struct msg *m, unsigned *ret_index, int *ret_fd
 	return 0;
 }
 
+/* Requests whose front end waits for a reply whatever happens (vhost-user.rst). */
+static bool needs_reply(uint32_t request)
+{
+	switch (request) {
+	case VGB_VHOST_USER_GET_FEATURES:
+	case VGB_VHOST_USER_GET_PROTOCOL_FEATURES:
+	case VGB_VHOST_USER_GET_VRING_BASE:
+	case VGB_VHOST_USER_GET_QUEUE_NUM:
+	case VGB_VHOST_USER_GET_CONFIG:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Whether the ring addresses of @a map into the memory table (a ring of @num entries). */
+static bool vring_addr_mapped(struct vgb_vhost_dev *dev, const struct vgb_vhost_user_vring_addr *a,
+			      uint32_t num)
+{
+	size_t ds = 1, as = 1, us = 1;
+
+	if (num)
+		vgb_vq_ring_sizes(num, &ds, &as, &us);
+	return vgb_vhost_qva_to_host(dev, a->desc_user_addr, ds) &&
+	       vgb_vhost_qva_to_host(dev, a->avail_user_addr, as) &&
+	       vgb_vhost_qva_to_host(dev, a->used_user_addr, us);
+}
+
 static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *replied)
 {
 	struct vgb_vhost_user_vring_state st;
@@ -218,12 +254,16 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 	int fd, r;
 
 	*replied = false;
-	/* Only these take fds: any other message carrying fds is malformed. */
+	/*
+	 * Only these take fds: any other message carrying fds is malformed. One that must be
+	 * answered still is (below, with an error where the reply can carry one): a front end
+	 * waiting for its reply must never wait for ever.
+	 */
 	if (m->rx->n_fds && m->request != VGB_VHOST_USER_SET_MEM_TABLE &&
 	    m->request != VGB_VHOST_USER_SET_VRING_KICK &&
 	    m->request != VGB_VHOST_USER_SET_VRING_CALL &&
 	    m->request != VGB_VHOST_USER_SET_VRING_ERR &&
-	    m->request != VGB_VHOST_USER_GPU_SET_SOCKET)
+	    m->request != VGB_VHOST_USER_GPU_SET_SOCKET && !needs_reply(m->request))
 		return -EINVAL;
 
 	switch (m->request) {
@@ -267,8 +307,12 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 	case VGB_VHOST_USER_SET_PROTOCOL_FEATURES:
 		if ((r = payload_u64(m, &v)) < 0)
 			return r;
+		/* vhost-user.rst: in-band notifications without the back-end channel are an error
+		 * the back-end can only answer by closing. We offer neither. */
+		if (v & (1ull << VGB_VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS))
+			return -EPROTO;
 		dev->protocol_features = v & DEV_PROTOCOL_FEATURES;
-		return 0;
+		return v & ~DEV_PROTOCOL_FEATURES ? -EOPNOTSUPP : 0;
 
 	case VGB_VHOST_USER_GET_QUEUE_NUM:
 		*replied = true;
@@ -293,6 +337,9 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 		if (a.index >= VGB_VHOST_QUEUES)
 			return -EINVAL;
 		struct vhost_vring *vr = &dev->vrings[a.index];
+		/* An address outside every region would only fail later, at the kick: say so now. */
+		if (!vring_addr_mapped(dev, &a, vr->num))
+			return -EFAULT;
 		vr->addr = a;
 		vr->addr_set = true;
 		if (vr->started) {
@@ -314,8 +361,9 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 		return 0;
 
 	case VGB_VHOST_USER_GET_VRING_BASE: {
-		if ((r = payload_state(m, &st)) < 0)
-			return r;
+		/* No reply can carry an error: a request we cannot answer ends the connection. */
+		if (m->rx->n_fds || (r = payload_state(m, &st)) < 0)
+			return -EPROTO;
 		struct vhost_vring *vr = &dev->vrings[st.index];
 		vgb_vhost_vring_stop(dev, st.index);
 		struct vgb_vhost_user_vring_state reply = { st.index, vr->base };
@@ -326,6 +374,10 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 	case VGB_VHOST_USER_SET_VRING_KICK: {
 		if ((r = handle_vring_fd(m, &idx, &fd)) < 0)
 			return r;
+		/* No fd means "poll the ring": we only wait for kicks, so refuse rather than
+		 * accept a ring that would never run. */
+		if (fd < 0)
+			return -EOPNOTSUPP;
 		struct vhost_vring *vr = &dev->vrings[idx];
 		vgb_vhost_epoll_del(dev, vr->kick_fd);
 		vr->kick_fd = vgb_close(vr->kick_fd);
@@ -365,17 +417,19 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 
 	case VGB_VHOST_USER_GET_CONFIG: {
 		struct vgb_vhost_user_config c = { 0 };
-		if (m->size < 12 || m->size > sizeof(c))
-			return -EINVAL;
-		memcpy(&c, m->payload, m->size);
 		*replied = true;
+		if (m->rx->n_fds || m->size < 12 || m->size > sizeof(c)) {
+			/* vhost-user.rst: a zero-length payload tells the front end it failed. */
+			r = send_reply(dev, m->request, NULL, 0);
+			return r < 0 ? r : -EINVAL;
+		}
+		memcpy(&c, m->payload, m->size);
 		if (c.size > VGB_VHOST_USER_MAX_CONFIG || m->size != 12 + c.size ||
 		    c.offset > sizeof(dev->config) || c.size > sizeof(dev->config) - c.offset) {
-			/* A reply without data tells QEMU the read failed. */
-			c.size = 0;
-			send_reply(dev, m->request, &c, 12);
-			return -EINVAL;
+			r = send_reply(dev, m->request, NULL, 0);
+			return r < 0 ? r : -EINVAL;
 		}
+		/* The reply's payload has the request's size. */
 		memcpy(c.region, (uint8_t *)&dev->config + c.offset, c.size);
 		return send_reply(dev, m->request, &c, 12 + c.size);
 	}
@@ -388,7 +442,14 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 		if (c.size > VGB_VHOST_USER_MAX_CONFIG || m->size != 12 + c.size ||
 		    c.offset > sizeof(dev->config) || c.size > sizeof(dev->config) - c.offset)
 			return -EINVAL;
-		/* Only events_clear is writable (virtio 5.7.4). */
+		/*
+		 * Only events_clear is writable (virtio 5.7.4); vhost-user.rst: read-only fields
+		 * only with the live-migration flag (1), which a device with no migration state
+		 * accepts and ignores.
+		 */
+		const uint32_t wo = offsetof(struct virtio_gpu_config, events_clear);
+		if (c.flags != 1 && (c.offset < wo || c.offset + c.size > wo + 4))
+			return -EPERM;
 		struct virtio_gpu_config cfg = dev->config;
 		memcpy((uint8_t *)&cfg + c.offset, c.region, c.size);
 		dev->config.events_read &= ~cfg.events_clear;
@@ -409,6 +470,9 @@ static int handle_message(struct vgb_vhost_dev *dev, const struct msg *m, bool *
 int vgb_vhost_sock_dispatch(struct vgb_vhost_dev *dev)
 {
 	for (;;) {
+		/* Back-pressure: no new request while replies wait for the front end to read. */
+		if (dev->out_len)
+			return 0;
 		int r = rx_read(dev->sock_fd, &dev->rx, VGB_VHOST_USER_MAX_PAYLOAD);
 		if (r == 0)
 			return 0;
@@ -426,6 +490,14 @@ int vgb_vhost_sock_dispatch(struct vgb_vhost_dev *dev)
 			return -EPROTO;
 		}
 		r = handle_message(dev, &m, &replied);
+		if (r == -EPROTO || r == -ENOBUFS || r == -ENOMEM) {
+			vgb_log(VGB_LOG_WARN, "vhost-user: request %u: %s; closing the connection",
+				h.request,
+				r == -ENOBUFS ? "the front end does not read its replies"
+				: r == -EPROTO ? "malformed, and no reply can say so" : strerror(-r));
+			vgb_vhost_rx_reset(&dev->rx);
+			return r == -ENOBUFS || r == -ENOMEM ? -ECONNRESET : r;
+		}
 		if (r < 0) {
 			dev->stats.bad_messages++;
 			vgb_log_ratelimited(VGB_LOG_DEBUG, "vhost-user: request %u: %s", h.request,

@@ -23,6 +23,9 @@
 #define DEFAULT_MAX_PENDING 64u
 
 /* Largest command we copy out of a ring: ATTACH_BACKING / CREATE_BLOB with 16384 entries. */
+/* Replies waiting for a front end that does not read them: a handful are legitimate (it may
+ * be writing its next request), this many mean it stopped reading. */
+#define VHOST_OUT_MAX (64u << 10)
 #define MAX_CMD_BYTES (64u + 16384u * 16u)
 
 
@@ -65,6 +68,7 @@ struct vhost_vring {
 	bool addr_set;
 	int kick_fd, call_fd, err_fd;
 	bool started, enabled;
+	bool failed; /* reported by vgb_vhost_ring_failed(); cleared when set up again */
 	struct vgb_vq vq;
 };
 
@@ -103,6 +107,13 @@ struct vgb_vhost_dev {
 	uint8_t *cmd_buf;
 	bool in_process;
 	unsigned rerun; /* queues to look at again */
+	bool fatal;     /* the connection is being shut down (a ring failed without an error fd) */
+
+	/* Replies the front end's socket did not take yet: no more requests are read until they
+	 * are out, and more than VHOST_OUT_MAX bytes of them close the connection. */
+	uint8_t *out;
+	size_t out_len, out_cap;
+	bool out_watch; /* sock_fd is polled for EPOLLOUT */
 
 	struct vgb_vhost_stats stats;
 };
@@ -118,6 +129,8 @@ struct msg {
 
 /* Forgets the current message: closes the fds nobody took, empties the buffer. */
 void vgb_vhost_rx_reset(struct rx *rx);
+/* Writes queued replies. Returns 0 or -errno (the connection is dead). */
+int vgb_vhost_sock_flush(struct vgb_vhost_dev *dev);
 /* Reads and handles the front end's requests. Returns 0, or -ECONNRESET / -EPROTO: drop the dev. */
 int vgb_vhost_sock_dispatch(struct vgb_vhost_dev *dev);
 
@@ -142,6 +155,16 @@ void vgb_vhost_vring_stop(struct vgb_vhost_dev *dev, unsigned i);
 void vgb_vhost_vrings_reset(struct vgb_vhost_dev *dev);
 /* Takes commands from queue @q (re-entrant calls only mark the queue for another pass). */
 void vgb_vhost_process_queue(struct vgb_vhost_dev *dev, unsigned q);
+/*
+ * Writes one 8-byte signal to the front end's eventfd or pipe @fd if that cannot block.
+ * Returns whether it was written (false: -1, full, or an error).
+ */
+bool vgb_vhost_signal_fd(int fd);
+/*
+ * Ring @q failed (malformed ring, kick fd hung up): logs once why, signals its error fd, or
+ * without one shuts the connection down. The ring takes no commands until set up again.
+ */
+void vgb_vhost_ring_failed(struct vgb_vhost_dev *dev, unsigned q, const char *why);
 /* Answers every deferred and parked command now (their guest memory is about to go). */
 void vgb_vhost_answer_all_pending(struct vgb_vhost_dev *dev);
 /* Answers @elem (and frees nothing) with a bare header of @type, fence fields copied from @cmd. */

@@ -18,6 +18,8 @@
 #include <linux/virtio_gpu.h>
 #include <linux/virtio_ring.h>
 
+#include <poll.h>
+
 #include "vgb/display-qemu.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
@@ -51,15 +53,52 @@ void *vgb_vhost_gpa_translate(void *data, uint64_t gpa, uint64_t *inout_len)
 	return NULL;
 }
 
+bool vgb_vhost_signal_fd(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	uint64_t one = 1;
+
+	/*
+	 * The fd is the front end's (an eventfd, or a pipe where eventfds are missing) and may be
+	 * blocking: write only when poll says a write of 8 bytes goes through. A full pipe or an
+	 * eventfd at its maximum count already holds a signal the front end has not read: nothing
+	 * is lost by not adding one.
+	 */
+	if (fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+		return false;
+	return write(fd, &one, sizeof(one)) == sizeof(one);
+}
+
 static void notify(struct vgb_vhost_dev *dev, unsigned q)
 {
 	struct vhost_vring *vr = &dev->vrings[q];
 
 	if (!vgb_vq_should_notify(&vr->vq) || vr->call_fd < 0)
 		return;
-	uint64_t one = 1;
-	if (write(vr->call_fd, &one, sizeof(one)) == sizeof(one))
+	if (vgb_vhost_signal_fd(vr->call_fd))
 		dev->stats.interrupts++;
+}
+
+void vgb_vhost_ring_failed(struct vgb_vhost_dev *dev, unsigned q, const char *why)
+{
+	struct vhost_vring *vr = &dev->vrings[q];
+
+	if (vr->failed)
+		return;
+	vr->failed = true;
+	dev->stats.ring_errors++;
+	/* vhost-user.rst: a back-end signals ring errors on the SET_VRING_ERR fd; without one,
+	 * the only way left to tell the front end is to close the connection. */
+	if (vr->err_fd >= 0) {
+		vgb_log(VGB_LOG_WARN, "vhost-user: ring %u: %s; signalled its error fd, the ring "
+			"stops until the front end sets it up again", q, why);
+		vgb_vhost_signal_fd(vr->err_fd);
+		return;
+	}
+	vgb_log(VGB_LOG_WARN, "vhost-user: ring %u: %s; no error fd (SET_VRING_ERR): closing the "
+		"connection", q, why);
+	dev->fatal = true;
+	shutdown(dev->sock_fd, SHUT_RDWR); /* the loop sees EOF and drops the connection */
 }
 
 /* Sets up the vq from the stored addresses; the ring stays stopped when they do not map. */
@@ -84,6 +123,8 @@ int vgb_vhost_vring_setup(struct vgb_vhost_dev *dev, unsigned i)
 	int r = vgb_vq_setup(&vr->vq, vr->num, desc, avail, used, vr->base, vgb_vhost_gpa_translate, dev);
 	if (r < 0)
 		memset(&vr->vq, 0, sizeof(vr->vq));
+	else
+		vr->failed = false;
 	return r;
 }
 
@@ -147,7 +188,7 @@ void vgb_vhost_vrings_reset(struct vgb_vhost_dev *dev)
 static bool vring_usable(const struct vgb_vhost_dev *dev, unsigned q)
 {
 	const struct vhost_vring *vr = &dev->vrings[q];
-	return vr->started && vr->enabled && vr->vq.desc && !vr->vq.broken;
+	return vr->started && vr->enabled && vr->vq.desc && !vr->vq.broken && !vr->failed;
 }
 
 void vgb_vhost_respond(struct vgb_vhost_dev *dev, unsigned q, struct vgb_vq_elem *elem,
@@ -270,6 +311,46 @@ static void park_for_qemu(struct vgb_vhost_dev *dev, struct vgb_vq_elem *elem,
 	dev->parked_hdr = *hdr;
 }
 
+/*
+ * Whether the device features the driver acked allow command @type: a driver that did not
+ * negotiate blobs (QEMU's vhost-user-gpu-pci never offers them) gets an error for a blob
+ * command, not a resource.
+ */
+static bool negotiated(const struct vgb_vhost_dev *dev, uint32_t type)
+{
+	uint32_t bit;
+
+	switch (type) {
+	case VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB:
+	case VIRTIO_GPU_CMD_SET_SCANOUT_BLOB:
+	case VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB:
+	case VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB:
+		bit = VIRTIO_GPU_F_RESOURCE_BLOB;
+		break;
+	case VIRTIO_GPU_CMD_GET_EDID:
+		bit = VIRTIO_GPU_F_EDID;
+		break;
+	case VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID:
+		bit = VIRTIO_GPU_F_RESOURCE_UUID;
+		break;
+	case VIRTIO_GPU_CMD_GET_CAPSET_INFO:
+	case VIRTIO_GPU_CMD_GET_CAPSET:
+	case VIRTIO_GPU_CMD_CTX_CREATE:
+	case VIRTIO_GPU_CMD_CTX_DESTROY:
+	case VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE:
+	case VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE:
+	case VIRTIO_GPU_CMD_RESOURCE_CREATE_3D:
+	case VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D:
+	case VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D:
+	case VIRTIO_GPU_CMD_SUBMIT_3D:
+		bit = VIRTIO_GPU_F_VIRGL;
+		break;
+	default:
+		return true;
+	}
+	return dev->features & (1ull << bit);
+}
+
 static void handle_command(struct vgb_vhost_dev *dev, unsigned q, struct vgb_vq_elem *elem)
 {
 	struct virtio_gpu_ctrl_hdr hdr = { 0 };
@@ -292,6 +373,13 @@ static void handle_command(struct vgb_vhost_dev *dev, unsigned q, struct vgb_vq_
 			hdr.type, hdr.flags, (unsigned long long)hdr.fence_id, w[0], w[1], w[2], w[3], w[4], w[5]);
 	}
 
+	if (!negotiated(dev, hdr.type)) {
+		vgb_log_ratelimited(VGB_LOG_DEBUG, "vhost-user: command 0x%x needs a feature the "
+				    "driver did not negotiate", hdr.type);
+		vgb_vhost_respond_err(dev, q, elem, &hdr, VIRTIO_GPU_RESP_ERR_UNSPEC);
+		free(elem);
+		return;
+	}
 	if (q == 0 && forward_to_qemu(dev, &hdr)) {
 		park_for_qemu(dev, elem, &hdr, dev->cmd_buf, len);
 		return;
@@ -346,10 +434,8 @@ static void drain_queue(struct vgb_vhost_dev *dev, unsigned q)
 		unsigned budget = dev->vrings[q].num;
 		while (vring_usable(dev, q)) {
 			if (budget-- == 0) {
-				uint64_t one = 1;
-				if (dev->vrings[q].kick_fd >= 0 &&
-				    write(dev->vrings[q].kick_fd, &one, sizeof(one)) < 0)
-					dev->rerun |= 1u << q;
+				/* A full kick pipe already has a kick pending. */
+				vgb_vhost_signal_fd(dev->vrings[q].kick_fd);
 				break;
 			}
 			/* Like QEMU's own backend, commands wait while QEMU owes us an answer. */
@@ -364,6 +450,10 @@ static void drain_queue(struct vgb_vhost_dev *dev, unsigned q)
 				dev->stats.bad_chains++;
 				notify(dev, q);
 				continue;
+			}
+			if (r == -EIO) {
+				vgb_vhost_ring_failed(dev, q, "the ring itself is malformed");
+				break;
 			}
 			if (r < 0)
 				break;

@@ -177,6 +177,7 @@ void vgb_vhost_dev_destroy(struct vgb_vhost_dev *dev)
 	vgb_vhost_rx_reset(&dev->rx);
 	vgb_close(dev->sock_fd);
 	vgb_close(dev->epoll_fd);
+	free(dev->out);
 	free(dev->cmd_buf);
 	free(dev);
 }
@@ -184,6 +185,28 @@ void vgb_vhost_dev_destroy(struct vgb_vhost_dev *dev)
 int vgb_vhost_dev_get_fd(const struct vgb_vhost_dev *dev)
 {
 	return dev->epoll_fd;
+}
+
+/* A kick (an eventfd, or a pipe holding several): run the ring. A kick fd that hung up (a pipe
+ * whose writers are gone) stays readable for ever: stop polling it, the ring has failed. */
+static void kick(struct vgb_vhost_dev *dev, unsigned q)
+{
+	struct vhost_vring *vr = &dev->vrings[q];
+	uint8_t buf[64];
+	ssize_t n;
+
+	if (vr->kick_fd < 0)
+		return;
+	do
+		n = read(vr->kick_fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+		vgb_vhost_process_queue(dev, q);
+		return;
+	}
+	vgb_vhost_epoll_del(dev, vr->kick_fd);
+	vr->kick_fd = vgb_close(vr->kick_fd);
+	vgb_vhost_ring_failed(dev, q, n == 0 ? "its kick fd hung up" : "its kick fd failed");
 }
 
 int vgb_vhost_dev_dispatch(struct vgb_vhost_dev *dev)
@@ -200,26 +223,23 @@ int vgb_vhost_dev_dispatch(struct vgb_vhost_dev *dev)
 
 		switch (kind) {
 		case TAG_SOCK:
+			if ((evs[i].events & EPOLLOUT) && vgb_vhost_sock_flush(dev) < 0)
+				return -ECONNRESET;
 			r = vgb_vhost_sock_dispatch(dev);
 			if (r < 0)
 				return r;
 			break;
-		case TAG_KICK: {
-			if (idx >= VGB_VHOST_QUEUES || dev->vrings[idx].kick_fd < 0)
-				break;
-			uint64_t cnt;
-			if (read(dev->vrings[idx].kick_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-				break;
-			vgb_vhost_process_queue(dev, idx);
+		case TAG_KICK:
+			if (idx < VGB_VHOST_QUEUES)
+				kick(dev, idx);
 			break;
-		}
 		case TAG_GPU:
 			/* Errors close the socket (see qemu_watch); the rings go on. */
 			vgb_display_dispatch(dev->qemu);
 			break;
 		}
 	}
-	return 0;
+	return dev->fatal ? -ECONNRESET : 0;
 }
 
 int vgb_vhost_dev_next_timeout_ms(struct vgb_vhost_dev *dev)

@@ -71,6 +71,7 @@ enum vgb_vhost_user_request {
 #define VGB_VHOST_USER_PROTOCOL_F_MQ 0
 #define VGB_VHOST_USER_PROTOCOL_F_REPLY_ACK 3
 #define VGB_VHOST_USER_PROTOCOL_F_CONFIG 9
+#define VGB_VHOST_USER_PROTOCOL_F_INBAND_NOTIFICATIONS 14
 
 #define VGB_VHOST_USER_MAX_REGIONS 8u  /* VHOST_MEMORY_BASELINE_NREGIONS */
 #define VGB_VHOST_USER_MAX_FDS 8u
@@ -147,6 +148,7 @@ struct vgb_vhost_stats {
 	uint64_t commands;        /* virtio-gpu commands taken from the rings */
 	uint64_t deferred;        /* of which completed later (fences) */
 	uint64_t bad_chains;      /* malformed descriptor chains */
+	uint64_t ring_errors;     /* rings failed (signalled on their error fd, or disconnected) */
 	uint64_t interrupts;      /* call eventfd writes */
 	uint64_t gpu_msgs_sent;   /* messages to QEMU's display */
 	uint64_t update_bytes;    /* pixel bytes sent in UPDATE messages */
