@@ -62,6 +62,9 @@ struct qemu_sink {
 	uint64_t dmabuf_id[VGB_DISPLAY_MAX_SCANOUTS];
 	int32_t cursor_x, cursor_y;
 	bool cursor_visible;
+	/* A new cursor shape waits here for the position that follows it (UPDATE_CURSOR carries
+	 * both; the bridge gives them in two calls), or for the next dispatch. */
+	struct vgb_vhost_gpu_cursor_update *cursor_shape[VGB_DISPLAY_MAX_SCANOUTS];
 	vgb_frame_done_fn dmabuf_done;
 	void *dmabuf_done_data;
 
@@ -82,9 +85,24 @@ static void qmsg_free(struct qmsg *m)
 	free(m);
 }
 
+static bool has_held_cursor(const struct qemu_sink *s)
+{
+	for (unsigned i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		if (s->cursor_shape[i])
+			return true;
+	return false;
+}
+
+static void drop_held_cursor(struct qemu_sink *s, uint32_t scanout)
+{
+	free(s->cursor_shape[scanout]);
+	s->cursor_shape[scanout] = NULL;
+}
+
 static void update_watch(struct qemu_sink *s)
 {
-	uint32_t ev = POLLIN | (s->outq ? POLLOUT : 0);
+	/* POLLOUT also while a cursor shape is held: the next dispatch sends it. */
+	uint32_t ev = POLLIN | (s->outq || has_held_cursor(s) ? POLLOUT : 0);
 
 	if (s->fd < 0 || ev == s->watched)
 		return;
@@ -117,6 +135,8 @@ static void sink_close(struct qemu_sink *s, int why, bool callbacks)
 	s->outq_len = 0;
 	s->outq_bytes = 0;
 	s->rx_got = 0;
+	for (unsigned i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++)
+		drop_held_cursor(s, i);
 	s->wait = WAIT_NONE;
 	s->protocol = 0;
 	memset(s->width, 0, sizeof(s->width));
@@ -527,34 +547,59 @@ static void qemu_disable_scanout(struct vgb_display *d, uint32_t scanout)
 	s->dmabuf_id[scanout] = 0;
 }
 
+/* Sends the cursor shape held for @scanout, at the position the cursor has now. */
+static int send_held_cursor(struct qemu_sink *s, uint32_t scanout)
+{
+	struct vgb_vhost_gpu_cursor_update *u = s->cursor_shape[scanout];
+	int r;
+
+	if (!u)
+		return 0;
+	s->cursor_shape[scanout] = NULL;
+	u->pos = (struct vgb_vhost_gpu_cursor_pos){ scanout, (uint32_t)s->cursor_x,
+						    (uint32_t)s->cursor_y };
+	drop_queued(s, VGB_VHOST_GPU_CURSOR_UPDATE, scanout, NULL);
+	drop_queued(s, VGB_VHOST_GPU_CURSOR_POS, scanout, NULL);
+	r = queue_msg(s, VGB_VHOST_GPU_CURSOR_UPDATE, scanout, u, sizeof(*u), -1);
+	free(u);
+	return r;
+}
+
 static int qemu_set_cursor(struct vgb_display *d, uint32_t scanout, const uint32_t *argb,
 			   uint32_t w, uint32_t h, uint32_t hot_x, uint32_t hot_y)
 {
 	struct qemu_sink *s = qemu_sink_from(d);
 
+	if (scanout >= VGB_DISPLAY_MAX_SCANOUTS)
+		return -EINVAL;
+	if (s->fd < 0)
+		return -ENOTCONN;
 	if (!argb) {
 		struct vgb_vhost_gpu_cursor_pos p = { .scanout_id = scanout };
 		s->cursor_visible = false;
+		drop_held_cursor(s, scanout);
 		drop_queued(s, VGB_VHOST_GPU_CURSOR_POS, scanout, NULL);
 		return queue_msg(s, VGB_VHOST_GPU_CURSOR_POS_HIDE, scanout, &p, sizeof(p), -1);
 	}
 	if (w > 64 || h > 64)
 		return -EINVAL;
-	_cleanup_free_ struct vgb_vhost_gpu_cursor_update *u = calloc(1, sizeof(*u));
+	struct vgb_vhost_gpu_cursor_update *u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	/* The shape travels with the position the cursor has now (the virtio-gpu
-	 * UPDATE_CURSOR carries both): QEMU draws it there at once. */
-	u->pos = (struct vgb_vhost_gpu_cursor_pos){ scanout, (uint32_t)s->cursor_x,
-						    (uint32_t)s->cursor_y };
 	u->hot_x = hot_x;
 	u->hot_y = hot_y;
 	for (uint32_t y = 0; y < h; y++)
 		memcpy(&u->data[y * 64], argb + (size_t)y * w, (size_t)w * 4);
 	s->cursor_visible = true;
-	drop_queued(s, VGB_VHOST_GPU_CURSOR_UPDATE, scanout, NULL);
-	drop_queued(s, VGB_VHOST_GPU_CURSOR_POS, scanout, NULL);
-	return queue_msg(s, VGB_VHOST_GPU_CURSOR_UPDATE, scanout, u, sizeof(*u), -1);
+	/*
+	 * Held, not sent: a virtio-gpu UPDATE_CURSOR carries the shape and its position, and the
+	 * position arrives in the move_cursor call that follows. Sent alone, the new shape would
+	 * first show at the old position.
+	 */
+	drop_held_cursor(s, scanout);
+	s->cursor_shape[scanout] = u;
+	update_watch(s);
+	return 0;
 }
 
 static void qemu_move_cursor(struct vgb_display *d, uint32_t scanout, int32_t x, int32_t y)
@@ -562,8 +607,14 @@ static void qemu_move_cursor(struct vgb_display *d, uint32_t scanout, int32_t x,
 	struct qemu_sink *s = qemu_sink_from(d);
 	struct vgb_vhost_gpu_cursor_pos p = { scanout, (uint32_t)x, (uint32_t)y };
 
+	if (scanout >= VGB_DISPLAY_MAX_SCANOUTS)
+		return;
 	s->cursor_x = x;
 	s->cursor_y = y;
+	if (s->cursor_shape[scanout]) {
+		send_held_cursor(s, scanout); /* CURSOR_UPDATE carries the position */
+		return;
+	}
 	drop_queued(s, VGB_VHOST_GPU_CURSOR_POS, scanout, NULL);
 	queue_msg(s, s->cursor_visible ? VGB_VHOST_GPU_CURSOR_POS : VGB_VHOST_GPU_CURSOR_POS_HIDE,
 		  scanout, &p, sizeof(p), -1);
@@ -581,6 +632,10 @@ static int qemu_dispatch(struct vgb_display *d)
 
 	if (s->fd < 0)
 		return 0;
+	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS && s->fd >= 0; i++)
+		send_held_cursor(s, i);
+	if (s->fd < 0)
+		return -EPIPE;
 	r = flush(s);
 	if (r < 0)
 		return r;
