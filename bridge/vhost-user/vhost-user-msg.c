@@ -494,7 +494,7 @@ int vgb_vhost_sock_dispatch(struct vgb_vhost_dev *dev)
 			vgb_log(VGB_LOG_WARN, "vhost-user: request %u: %s; closing the connection",
 				h.request,
 				r == -ENOBUFS ? "the front end does not read its replies"
-				: r == -EPROTO ? "malformed, and no reply can say so" : strerror(-r));
+				: r == -EPROTO ? "a protocol error no reply can carry" : strerror(-r));
 			vgb_vhost_rx_reset(&dev->rx);
 			return r == -ENOBUFS || r == -ENOMEM ? -ECONNRESET : r;
 		}
