@@ -5,6 +5,7 @@
  * signalfd. QEMU going away never stops the daemon: its windows close, and in bus mode the
  * consoles come back when QEMU reappears on the bus.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -38,6 +39,7 @@ static void usage(FILE *f)
 		"                        getfd + add_client protocol=@dbus-display (-display dbus,p2p=yes)\n"
 		"  --display KIND        wayland (default), capture:DIR, null or none\n"
 		"  --wayland-display N   compositor socket (default $WAYLAND_DISPLAY)\n"
+		"  --fullscreen          show each console fullscreen\n"
 		"  --tear-free           2D shared-memory scanouts: copy each damaged rectangle into\n"
 		"                        buffers the compositor has released (1 copy) instead of\n"
 		"                        showing QEMU's memory directly (0 copies, may tear)\n"
@@ -54,6 +56,38 @@ struct daemon {
 	bool stop;
 };
 
+/* What the daemon holds now, for the vm suite's leak checks. */
+static int count_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	for (struct dirent *e; (e = readdir(dir));)
+		n += e->d_name[0] != '.';
+	closedir(dir);
+	return n - 1; /* the DIR's own fd */
+}
+
+static int count_file_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	/* File mappings only (inode != 0): memfds and dmabufs are what this daemon maps. */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long inode = 0;
+		if (sscanf(line, "%*s %*s %*s %*s %llu", &inode) == 1 && inode != 0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
 static void write_stats(struct daemon *d)
 {
 	char tmp[4096];
@@ -67,6 +101,7 @@ static void write_stats(struct daemon *d)
 	if (!f)
 		return;
 	vgb_qemu_dbus_print_stats(d->q, f);
+	fprintf(f, "fds %d\nfile_maps %d\n", count_fds(), count_file_maps());
 	if (d->display) {
 		struct vgb_display_stats ds;
 		vgb_display_get_stats(d->display, &ds);
@@ -85,11 +120,12 @@ static void write_stats(struct daemon *d)
 		unlink(tmp);
 }
 
-static int create_display(const char *kind, const char *wl_name, struct vgb_display **ret)
+static int create_display(const char *kind, const char *wl_name, bool fullscreen,
+			  struct vgb_display **ret)
 {
 	if (!kind || strcmp(kind, "wayland") == 0) {
 		struct vgb_display_options o = { .title = "vgbridge qemu", .timeout_ms = 1000,
-						 .reconnect_ms = 1000 };
+						 .reconnect_ms = 1000, .fullscreen = fullscreen };
 		return vgb_display_create_wayland(wl_name, &o, ret);
 	}
 	if (strcmp(kind, "none") == 0) {
@@ -150,12 +186,13 @@ static int run(struct daemon *d)
 
 int vgb_qemu_dbus_main(int argc, char **argv)
 {
-	enum { O_ADDR = 256, O_FD, O_DISPLAY, O_WL, O_TEAR, O_STATS, O_LOG, O_HELP };
+	enum { O_ADDR = 256, O_FD, O_DISPLAY, O_WL, O_FULL, O_TEAR, O_STATS, O_LOG, O_HELP };
 	static const struct option longopts[] = {
 		{ "qemu-dbus", required_argument, NULL, O_ADDR },
 		{ "qemu-dbus-fd", required_argument, NULL, O_FD },
 		{ "display", required_argument, NULL, O_DISPLAY },
 		{ "wayland-display", required_argument, NULL, O_WL },
+		{ "fullscreen", no_argument, NULL, O_FULL },
 		{ "tear-free", no_argument, NULL, O_TEAR },
 		{ "stats-file", required_argument, NULL, O_STATS },
 		{ "log-level", required_argument, NULL, O_LOG },
@@ -165,6 +202,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 	struct daemon d = { .epoll_fd = -1, .signal_fd = -1 };
 	struct vgb_qemu_dbus_options o = { .p2p_fd = -1, .reconnect_ms = 1000 };
 	const char *display_kind = NULL, *wl_name = NULL;
+	bool fullscreen = false;
 	struct epoll_event ev;
 	sigset_t mask;
 	uint64_t v;
@@ -190,6 +228,9 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 			break;
 		case O_WL:
 			wl_name = optarg;
+			break;
+		case O_FULL:
+			fullscreen = true;
 			break;
 		case O_TEAR:
 			o.tear_free = true;
@@ -246,7 +287,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 	if (d.signal_fd < 0 || epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.signal_fd, &ev) < 0)
 		goto out;
 
-	r = create_display(display_kind, wl_name, &d.display);
+	r = create_display(display_kind, wl_name, fullscreen, &d.display);
 	if (r < 0) {
 		vgb_log_errno(VGB_LOG_ERROR, r, "display '%s' (wayland, capture:DIR, null, none)",
 			      display_kind ? display_kind : "wayland");
