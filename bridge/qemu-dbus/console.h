@@ -96,19 +96,19 @@ struct vgb_qemu_dbus {
 };
 
 /* Reference counting: frames in flight and async callbacks keep a console alive. */
-struct qd_console *qd_console_ref(struct qd_console *c);
-void qd_console_unref(struct qd_console *c);
+struct qd_console *vgb_qd_console_ref(struct qd_console *c);
+void vgb_qd_console_unref(struct qd_console *c);
 
-void qd_map_unref(struct qd_map *m);
+void vgb_qd_map_unref(struct qd_map *m);
 
 /* listener.c: exports the listener interfaces on c->conn. 0 or -errno. */
-int qd_listener_export(struct qd_console *c);
+int vgb_qd_listener_export(struct qd_console *c);
 /* listener.c: drops the frame source (mapping, dmabuf) and the cursor; hides the window. */
-void qd_listener_reset(struct qd_console *c);
+void vgb_qd_listener_reset(struct qd_console *c);
 /* listener.c: unexports and frees the skeletons. */
-void qd_listener_unexport(struct qd_console *c);
+void vgb_qd_listener_unexport(struct qd_console *c);
 
 /* Pixman format code (PIXMAN_x8r8g8b8, ...) to a DRM fourcc; 0 when we do not handle it. */
-uint32_t qd_pixman_to_drm(uint32_t pixman_format);
+uint32_t vgb_qd_pixman_to_drm(uint32_t pixman_format);
 
 #endif

@@ -26,7 +26,7 @@
 #define PIXMAN_TYPE_ARGB 2
 #define PIXMAN_TYPE_ABGR 3
 
-uint32_t qd_pixman_to_drm(uint32_t pixman_format)
+uint32_t vgb_qd_pixman_to_drm(uint32_t pixman_format)
 {
 	switch (pixman_format) {
 	case PIXMAN_CODE(32, PIXMAN_TYPE_ARGB, 0, 8, 8, 8):
@@ -41,7 +41,7 @@ uint32_t qd_pixman_to_drm(uint32_t pixman_format)
 	return 0;
 }
 
-void qd_map_unref(struct qd_map *m)
+void vgb_qd_map_unref(struct qd_map *m)
 {
 	if (!m || --m->refs > 0)
 		return;
@@ -108,8 +108,8 @@ struct frame_rec {
 
 static void frame_rec_free(struct frame_rec *rec)
 {
-	qd_map_unref(rec->map);
-	qd_console_unref(rec->c);
+	vgb_qd_map_unref(rec->map);
+	vgb_qd_console_unref(rec->c);
 	free(rec);
 }
 
@@ -157,7 +157,7 @@ static int present(struct qd_console *c, struct vgb_rect damage, GDBusMethodInvo
 								      G_DBUS_ERROR_NO_MEMORY, "no memory");
 		return -ENOMEM;
 	}
-	rec->c = qd_console_ref(c);
+	rec->c = vgb_qd_console_ref(c);
 	rec->reply = reply;
 	rec->cpu.memfd = -1;
 	if (c->kind == QD_MAP || c->kind == QD_SCANOUT) {
@@ -224,19 +224,19 @@ static void drop_source(struct qd_console *c)
 	if (c->src) {
 		if (c->direct)
 			vgb_display_forget(d, c->src->id);
-		qd_map_unref(c->src);
+		vgb_qd_map_unref(c->src);
 		c->src = NULL;
 	}
 	if (c->kind == QD_DMABUF)
 		vgb_display_forget(d, c->dmabuf_id);
-	qd_map_unref(c->dmabuf_view);
+	vgb_qd_map_unref(c->dmabuf_view);
 	c->dmabuf_view = NULL;
 	vgb_dmabuf_finish(&c->dmabuf);
 	c->kind = QD_NONE;
 	c->direct = false;
 }
 
-void qd_listener_reset(struct qd_console *c)
+void vgb_qd_listener_reset(struct qd_console *c)
 {
 	drop_source(c);
 	free(c->cursor);
@@ -376,7 +376,7 @@ static gboolean on_scanout(VgbDbusListener *o, GDBusMethodInvocation *inv, guint
 			   gpointer user_data)
 {
 	struct qd_console *c = user_data;
-	uint32_t fourcc = qd_pixman_to_drm(pixman_format);
+	uint32_t fourcc = vgb_qd_pixman_to_drm(pixman_format);
 	char msg[256];
 	uint64_t need;
 	gsize len;
@@ -418,7 +418,7 @@ static gboolean on_update(VgbDbusListener *o, GDBusMethodInvocation *inv, gint x
 	c->q->stats.updates++;
 	if (c->kind != QD_SCANOUT)
 		return reply_error(c, inv, -EINVAL, "Update before any Scanout");
-	if (qd_pixman_to_drm(pixman_format) != c->fourcc)
+	if (vgb_qd_pixman_to_drm(pixman_format) != c->fourcc)
 		return reply_error(c, inv, -EINVAL,
 				   "Update: pixman format 0x%08x differs from the scanout's",
 				   pixman_format);
@@ -624,7 +624,7 @@ static gboolean on_scanout_map(VgbDbusListenerUnixMap *o, GDBusMethodInvocation 
 			       guint height, guint stride, guint pixman_format, gpointer user_data)
 {
 	struct qd_console *c = user_data;
-	uint32_t fourcc = qd_pixman_to_drm(pixman_format);
+	uint32_t fourcc = vgb_qd_pixman_to_drm(pixman_format);
 	_cleanup_close_ int fd = -1;
 	struct qd_map *m;
 	struct stat st;
@@ -797,7 +797,7 @@ static gboolean on_scanout_dmabuf2(VgbDbusListenerUnixScanoutDMABUF2 *o,
 
 /* ---- export ---- */
 
-int qd_listener_export(struct qd_console *c)
+int vgb_qd_listener_export(struct qd_console *c)
 {
 	static const char *const ifaces[] = {
 		"org.qemu.Display1.Listener.Unix.Map",
@@ -830,13 +830,13 @@ int qd_listener_export(struct qd_console *c)
 		vgb_log(VGB_LOG_ERROR, "console %u: cannot export the listener: %s", c->qemu_id,
 			err->message);
 		g_error_free(err);
-		qd_listener_unexport(c);
+		vgb_qd_listener_unexport(c);
 		return -EIO;
 	}
 	return 0;
 }
 
-void qd_listener_unexport(struct qd_console *c)
+void vgb_qd_listener_unexport(struct qd_console *c)
 {
 	GDBusInterfaceSkeleton *sk[] = {
 		c->skel ? G_DBUS_INTERFACE_SKELETON(c->skel) : NULL,

@@ -24,13 +24,13 @@ static void connect_start(struct vgb_qemu_dbus *q);
 
 /* ---- consoles ---- */
 
-struct qd_console *qd_console_ref(struct qd_console *c)
+struct qd_console *vgb_qd_console_ref(struct qd_console *c)
 {
 	c->refs++;
 	return c;
 }
 
-void qd_console_unref(struct qd_console *c)
+void vgb_qd_console_unref(struct qd_console *c)
 {
 	if (!c || --c->refs > 0)
 		return;
@@ -51,8 +51,8 @@ static void console_destroy(struct qd_console *c)
 		vgb_qemu_dbus_release_all(q, c->index);
 	c->dead = true;
 	g_cancellable_cancel(c->cancel);
-	qd_listener_unexport(c);
-	qd_listener_reset(c);
+	vgb_qd_listener_unexport(c);
+	vgb_qd_listener_reset(c);
 	if (c->conn) {
 		if (c->closed_id)
 			g_signal_handler_disconnect(c->conn, c->closed_id);
@@ -65,7 +65,7 @@ static void console_destroy(struct qd_console *c)
 	if (c->registered && q->stats.consoles)
 		q->stats.consoles--;
 	q->consoles[c->index] = NULL;
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 static void consoles_destroy_all(struct vgb_qemu_dbus *q)
@@ -115,7 +115,7 @@ static void listener_conn_ready(GObject *src, GAsyncResult *res, gpointer data)
 		goto out;
 	}
 	c->conn = conn;
-	if (qd_listener_export(c) < 0) {
+	if (vgb_qd_listener_export(c) < 0) {
 		console_destroy(c);
 		goto out;
 	}
@@ -127,7 +127,7 @@ static void listener_conn_ready(GObject *src, GAsyncResult *res, gpointer data)
 	vgb_log(VGB_LOG_INFO, "console %u: listener registered (scanout %u)", c->qemu_id,
 		c->index);
 out:
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 static void register_done(GObject *src, GAsyncResult *res, gpointer data)
@@ -145,7 +145,7 @@ static void register_done(GObject *src, GAsyncResult *res, gpointer data)
 		if (!c->dead)
 			console_destroy(c);
 	}
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 /*
@@ -179,10 +179,10 @@ static int console_register(struct qd_console *c)
 	g_dbus_connection_new(G_IO_STREAM(stream), NULL,
 			      G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
 				      G_DBUS_CONNECTION_FLAGS_DELAY_MESSAGE_PROCESSING,
-			      NULL, c->cancel, listener_conn_ready, qd_console_ref(c));
+			      NULL, c->cancel, listener_conn_ready, vgb_qd_console_ref(c));
 	g_object_unref(stream);
 	vgb_dbus_console_call_register_listener(c->proxy, g_variant_new_handle(0), fdl, c->cancel,
-						register_done, qd_console_ref(c));
+						register_done, vgb_qd_console_ref(c));
 	g_object_unref(fdl);
 	return 0;
 }
@@ -197,7 +197,7 @@ static void kbd_ready(GObject *src, GAsyncResult *res, gpointer data)
 		c->kbd = kbd;
 	else if (kbd)
 		g_object_unref(kbd);
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 static void mouse_ready(GObject *src, GAsyncResult *res, gpointer data)
@@ -210,7 +210,7 @@ static void mouse_ready(GObject *src, GAsyncResult *res, gpointer data)
 		c->mouse = mouse;
 	else if (mouse)
 		g_object_unref(mouse);
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 static void console_proxy_ready(GObject *src, GAsyncResult *res, gpointer data)
@@ -246,16 +246,16 @@ static void console_proxy_ready(GObject *src, GAsyncResult *res, gpointer data)
 	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u", c->qemu_id);
 	q->pending += 2;
 	vgb_dbus_keyboard_proxy_new(q->conn, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, bus_name(q),
-				    path, c->cancel, kbd_ready, qd_console_ref(c));
+				    path, c->cancel, kbd_ready, vgb_qd_console_ref(c));
 	vgb_dbus_mouse_proxy_new(q->conn, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, bus_name(q), path,
-				 c->cancel, mouse_ready, qd_console_ref(c));
+				 c->cancel, mouse_ready, vgb_qd_console_ref(c));
 	r = console_register(c);
 	if (r < 0) {
 		vgb_log_errno(VGB_LOG_WARN, r, "console %u: cannot register a listener", c->qemu_id);
 		console_destroy(c);
 	}
 out:
-	qd_console_unref(c);
+	vgb_qd_console_unref(c);
 }
 
 static void console_add(struct vgb_qemu_dbus *q, uint32_t qemu_id)
@@ -288,7 +288,7 @@ static void console_add(struct vgb_qemu_dbus *q, uint32_t qemu_id)
 	snprintf(path, sizeof(path), "/org/qemu/Display1/Console_%u", qemu_id);
 	q->pending++;
 	vgb_dbus_console_proxy_new(q->conn, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START, bus_name(q), path,
-				   c->cancel, console_proxy_ready, qd_console_ref(c));
+				   c->cancel, console_proxy_ready, vgb_qd_console_ref(c));
 }
 
 /* ---- the VM object ---- */
