@@ -64,6 +64,8 @@ struct qd_console {
 	struct qd_map *src;   /* QD_MAP and QD_SCANOUT */
 	uint32_t src_offset;
 	bool direct;          /* src may be handed to the compositor as is */
+	struct qd_map *priv;  /* QD_MAP not direct, not tear-free: our sealed copy of src */
+	uint32_t priv_stride;
 	struct vgb_dmabuf dmabuf;  /* QD_DMABUF, owned */
 	struct qd_map *dmabuf_view; /* its CPU view when mmap works (fd not owned: -1) */
 	bool y0_top;

@@ -17,6 +17,7 @@
 #include <gio/gunixfdlist.h>
 
 #include "console.h"
+#include "vgb/guard.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
 
@@ -160,7 +161,15 @@ static int present(struct qd_console *c, struct vgb_rect damage, GDBusMethodInvo
 	rec->c = vgb_qd_console_ref(c);
 	rec->reply = reply;
 	rec->cpu.memfd = -1;
-	if (c->kind == QD_MAP || c->kind == QD_SCANOUT) {
+	if (c->kind == QD_MAP && c->priv) {
+		rec->map = map_ref(c->priv);
+		rec->cpu.data = c->priv->base;
+		rec->cpu.stride = c->priv_stride;
+		rec->cpu.memfd = c->priv->fd;
+		rec->cpu.memfd_size = c->priv->len;
+		f.buffer_id = c->priv->id;
+		f.cpu = &rec->cpu;
+	} else if (c->kind == QD_MAP || c->kind == QD_SCANOUT) {
 		rec->map = map_ref(c->src);
 		rec->cpu.data = c->src->base + c->src_offset;
 		rec->cpu.stride = c->stride;
@@ -226,6 +235,11 @@ static void drop_source(struct qd_console *c)
 			vgb_display_forget(d, c->src->id);
 		vgb_qd_map_unref(c->src);
 		c->src = NULL;
+	}
+	if (c->priv) {
+		vgb_display_forget(d, c->priv->id);
+		vgb_qd_map_unref(c->priv);
+		c->priv = NULL;
 	}
 	if (c->kind == QD_DMABUF)
 		vgb_display_forget(d, c->dmabuf_id);
@@ -312,38 +326,43 @@ static int take_one_fd(GUnixFDList *fds, GVariant *handle, char *msg, size_t msg
 	return fd;
 }
 
-/* Makes (or reuses) our own sealed buffer of the scanout's size for Scanout/Update. */
-static int own_buffer(struct qd_console *c, uint32_t width, uint32_t height, uint32_t fourcc)
+/* A new memfd of ours, @len bytes, sealed so the compositor can map it safely. */
+static struct qd_map *new_own_map(struct vgb_qemu_dbus *q, size_t len)
 {
-	uint32_t stride = width * 4;
-	size_t len = (size_t)stride * height;
+	_cleanup_close_ int fd = memfd_create("vgb-qemu-scanout", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	struct qd_map *m;
-	_cleanup_close_ int fd = -1;
 
-	if (c->kind == QD_SCANOUT && c->src && c->width == width && c->height == height &&
-	    c->fourcc == fourcc && c->src->refs == 1)
-		return 0;
-	fd = memfd_create("vgb-qemu-scanout", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)len) < 0)
-		return -errno;
-	/* The compositor maps it: it can never shrink. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		return -errno;
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return NULL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
-		return -ENOMEM;
+		return NULL;
 	m->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m->base == MAP_FAILED) {
 		free(m);
-		return -errno;
+		return NULL;
 	}
 	m->refs = 1;
 	m->len = len;
 	m->fd = TAKE_FD(fd);
 	m->ours = true;
-	m->id = ++c->q->next_buffer_id;
+	m->id = ++q->next_buffer_id;
+	return m;
+}
+
+/* Makes (or reuses) our own sealed buffer of the scanout's size for Scanout/Update. */
+static int own_buffer(struct qd_console *c, uint32_t width, uint32_t height, uint32_t fourcc)
+{
+	uint32_t stride = width * 4;
+	struct qd_map *m;
+
+	if (c->kind == QD_SCANOUT && c->src && c->width == width && c->height == height &&
+	    c->fourcc == fourcc && c->src->refs == 1)
+		return 0;
+	m = new_own_map(c->q, (size_t)stride * height);
+	if (!m)
+		return -ENOMEM;
 	drop_source(c);
 	c->src = m;
 	c->src_offset = 0;
@@ -354,6 +373,24 @@ static int own_buffer(struct qd_console *c, uint32_t width, uint32_t height, uin
 	c->fourcc = fourcc;
 	c->bpp = 4;
 	c->direct = !c->q->opts.tear_free;
+	return 0;
+}
+
+/*
+ * Copies @rect of QEMU's memfd into our own copy of it. Guarded: a memfd that shrank under the
+ * mapping gives -EIO, never SIGBUS.
+ */
+static int copy_to_priv(struct qd_console *c, const struct vgb_rect *rect)
+{
+	const uint8_t *src = c->src->base + c->src_offset + (size_t)rect->y * c->stride +
+			     (size_t)rect->x * c->bpp;
+	uint8_t *dst = c->priv->base + (size_t)rect->y * c->priv_stride + (size_t)rect->x * c->bpp;
+	size_t row = (size_t)rect->width * c->bpp;
+	int r = vgb_guarded_copy_2d(dst, c->priv_stride, src, c->stride, row, rect->height);
+
+	if (r < 0)
+		return r;
+	c->q->stats.bytes_copied += (uint64_t)row * rect->height;
 	return 0;
 }
 
@@ -687,9 +724,29 @@ static gboolean on_scanout_map(VgbDbusListenerUnixMap *o, GDBusMethodInvocation 
 	} else {
 		c->direct = !c->q->opts.tear_free;
 	}
+	/*
+	 * Not sealed and not tear-free: the damage goes once into a sealed memfd of ours, which
+	 * the sink shows directly (exactly the damage copied, guarded). Tear-free: the sink copies
+	 * into buffers the compositor has released.
+	 */
+	if (!c->direct && !c->q->opts.tear_free) {
+		c->priv_stride = width * c->bpp;
+		c->priv = new_own_map(c->q, (size_t)c->priv_stride * height);
+		if (!c->priv) {
+			drop_source(c);
+			return reply_error(c, inv, -ENOMEM, "ScanoutMap: no memory for a copy");
+		}
+		r = copy_to_priv(c, &(struct vgb_rect){ 0, 0, width, height });
+		if (r < 0) {
+			c->q->stats.map_faults++;
+			drop_source(c);
+			return reply_error(c, inv, r, "ScanoutMap: the memfd could not be read (%s)",
+					   strerror(-r));
+		}
+	}
 	vgb_log(VGB_LOG_DEBUG, "console %u: ScanoutMap %ux%u stride %u offset %u seals 0x%x (%s)",
 		c->qemu_id, width, height, stride, offset, seals < 0 ? 0 : seals,
-		c->direct ? "direct" : "sink copies");
+		c->direct ? "direct" : c->priv ? "copied into our memfd" : "the sink copies");
 	present(c, full(c), NULL);
 	reply_ok(inv);
 	return TRUE;
@@ -720,6 +777,16 @@ static gboolean on_update_map(VgbDbusListenerUnixMap *o, GDBusMethodInvocation *
 		return reply_error(c, inv, -EINVAL,
 				   "UpdateMap: the memfd shrank to %lld bytes; send a new ScanoutMap",
 				   size);
+	}
+	if (c->priv && !vgb_rect_is_empty(&rect)) {
+		int r = copy_to_priv(c, &rect);
+		if (r < 0) {
+			c->q->stats.map_faults++;
+			drop_source(c);
+			return reply_error(c, inv, -EINVAL,
+					   "UpdateMap: the memfd shrank under its mapping; send a new "
+					   "ScanoutMap");
+		}
 	}
 	if (!vgb_rect_is_empty(&rect))
 		present(c, rect, NULL);
