@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "plumbing.h"
 #include "qemu-dbus.h"
 #include "qemu-dbus-main.h"
 #include "vgb/display.h"
@@ -51,6 +52,7 @@ static void usage(FILE *f)
 struct daemon {
 	int epoll_fd, signal_fd;
 	struct vgb_display *display;
+	struct vgb_display_watch watch; /* the sink's fd changes when it reconnects */
 	struct vgb_qemu_dbus *q;
 	const char *stats_path;
 	bool stop;
@@ -152,6 +154,7 @@ static int run(struct daemon *d)
 			return qt;
 		if (qt >= 0 && (t < 0 || qt < t))
 			t = qt;
+		vgb_daemon_display_watch(&d->watch, d->display, d->epoll_fd, TAG_DISPLAY);
 		n = epoll_wait(d->epoll_fd, evs, VGB_ARRAY_SIZE(evs), t);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -159,7 +162,7 @@ static int run(struct daemon *d)
 			return -errno;
 		}
 		for (int i = 0; i < n; i++) {
-			switch (evs[i].data.u32) {
+			switch (evs[i].data.u64) {
 			case TAG_DISPLAY:
 				if (vgb_display_dispatch(d->display) < 0)
 					vgb_log(VGB_LOG_DEBUG, "display dispatch failed");
@@ -199,7 +202,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 },
 	};
-	struct daemon d = { .epoll_fd = -1, .signal_fd = -1 };
+	struct daemon d = { .epoll_fd = -1, .signal_fd = -1, .watch = { .fd = -1 } };
 	struct vgb_qemu_dbus_options o = { .p2p_fd = -1, .reconnect_ms = 1000 };
 	const char *display_kind = NULL, *wl_name = NULL;
 	bool fullscreen = false;
@@ -283,7 +286,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = TAG_SIGNAL };
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
 	if (d.signal_fd < 0 || epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.signal_fd, &ev) < 0)
 		goto out;
 
@@ -293,11 +296,6 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 			      display_kind ? display_kind : "wayland");
 		goto out;
 	}
-	if (d.display && vgb_display_get_fd(d.display) >= 0) {
-		ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = TAG_DISPLAY };
-		if (epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, vgb_display_get_fd(d.display), &ev) < 0)
-			goto out;
-	}
 	o.display = d.display;
 	r = vgb_qemu_dbus_create(&o, &d.q);
 	o.p2p_fd = -1; /* taken */
@@ -305,7 +303,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 		vgb_log_errno(VGB_LOG_ERROR, r, "QEMU D-Bus display");
 		goto out;
 	}
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = TAG_DBUS };
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_DBUS };
 	if (epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, vgb_qemu_dbus_get_fd(d.q), &ev) < 0)
 		goto out;
 	vgb_log(VGB_LOG_INFO, "qemu-dbus: %s %s, display %s", o.address ? "bus" : "p2p",
