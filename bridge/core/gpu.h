@@ -39,6 +39,9 @@ struct vgb_gpu;
 /* Largest response vgb_gpu_process() writes (OK_EDID, 1056 bytes). */
 #define VGB_GPU_MAX_RESP 1056u
 
+/* Largest SUBMIT_3D command stream accepted (bytes). */
+#define VGB_GPU_MAX_SUBMIT (4u << 20)
+
 struct vgb_gpu_limits {
 	uint32_t max_entries;      /* per blob or backing; default 16384 */
 	uint64_t max_blob_bytes;   /* per blob or 2D resource; default 256 MiB */
