@@ -21,6 +21,10 @@
  * completes when the display has taken the frame, or at the fence deadline; later fenced
  * commands of the same timeline wait behind it. Unfenced commands always answer at once.
  *
+ * Inside: decode.c turns the bytes into a struct vgb_gpu_cmd (no state), the processor keeps
+ * ids, scanouts, guest blobs and fences, and a renderer (renderer.h; the 2D software renderer
+ * today) owns the pixels of the resources it creates.
+ *
  * Not thread-safe: call everything from the loop that dispatches the display.
  */
 
