@@ -3,9 +3,12 @@
 #define VGB_BRIDGE_GPU_PRIVATE_H
 
 /*
- * What the files of the gpu processor share: gpu.c (lifetime, dispatch, resource table,
- * guest blobs, fences), gpu-scanout.c (scanouts, flushes, frames, the cursor) and gpu-3d.c
- * (contexts and the 3D commands). Not for anything outside bridge/core/gpu*.c.
+ * What the files of the gpu processor share. gpu-state.c (resource table, guest blob
+ * exports, scanout bindings, frames in flight, the fence queue) is below the command files:
+ * gpu.c (lifetime, dispatch, resource commands), gpu-scanout.c (scanouts, flushes, the
+ * cursor) and gpu-3d.c (contexts and the 3D commands). Calls go down only, never between
+ * command files except from gpu.c's dispatch table. Not for anything outside
+ * bridge/core/gpu*.c.
  */
 
 #include <linux/virtio_gpu.h>
@@ -62,7 +65,15 @@ struct pending {
 	uint8_t resp[VGB_GPU_MAX_RESP];
 };
 
-struct frame_token;
+/* One presented frame, owned by the display until it calls frame_done(). */
+struct frame_token {
+	struct frame_token *prev, *next;
+	struct vgb_gpu *gpu; /* NULL once the gpu is gone */
+	struct pending *p;   /* NULL when unfenced, timed out or the gpu is gone */
+	struct vgb_export *exp;
+	struct vgb_cpu_view cpu;
+	struct vgb_dmabuf dmabuf; /* fd borrowed from exp: not finished */
+};
 
 /* A client context (CTX_CREATE) as the processor knows it. */
 #define VGB_GPU_MAX_CONTEXTS 64u
@@ -96,8 +107,9 @@ struct cmd_ctx {
 	size_t resp_len;       /* set by commands whose OK response is more than a header */
 };
 
-/* gpu.c */
+/* gpu-state.c: below every command file */
 struct resource *vgb_gpu_find_res(struct vgb_gpu *gpu, uint32_t id);
+void vgb_gpu_free_res(struct vgb_gpu *gpu, struct resource *res);
 uint32_t vgb_gpu_check_new_id(struct vgb_gpu *gpu, uint32_t id);
 int vgb_gpu_add_res(struct vgb_gpu *gpu, struct resource *res);
 void vgb_gpu_remove_res(struct vgb_gpu *gpu, struct resource *res);
@@ -108,8 +120,9 @@ uint32_t vgb_gpu_host_err(int r);
 uint32_t vgb_gpu_renderer_err(int r, const char *what, uint32_t id);
 void vgb_gpu_deliver(struct vgb_gpu *gpu);
 void vgb_gpu_unlink_pending(struct vgb_gpu *gpu, struct pending *p);
-
-/* gpu-scanout.c */
+bool vgb_gpu_is_head_of_timeline(struct vgb_gpu *gpu, const struct pending *p);
+/* Its response is written and nothing (frame, renderer fence) holds it back. */
+bool vgb_gpu_pending_is_ready(const struct pending *p);
 uint32_t vgb_gpu_check_scanout(struct vgb_gpu *gpu, uint32_t s);
 void vgb_gpu_disable_scanout(struct vgb_gpu *gpu, unsigned s);
 void vgb_gpu_forget_buffers(struct vgb_gpu *gpu, uint32_t res_id);
@@ -118,6 +131,9 @@ void vgb_gpu_mark_faulted(struct vgb_gpu *gpu, const struct vgb_export *exp);
 void vgb_gpu_detach_frames(struct vgb_gpu *gpu);
 /* Forgets every frame's link to @p (it completes without them). */
 void vgb_gpu_unlink_frames(struct vgb_gpu *gpu, const struct pending *p);
+void vgb_gpu_unlink_token(struct vgb_gpu *gpu, struct frame_token *t);
+
+/* gpu-scanout.c */
 uint32_t vgb_gpu_cmd_get_display_info(struct cmd_ctx *c);
 uint32_t vgb_gpu_cmd_get_edid(struct cmd_ctx *c);
 uint32_t vgb_gpu_cmd_set_scanout(struct cmd_ctx *c);

@@ -21,67 +21,6 @@
 /* buffer_id for vgb_frame: unique across every gpu of the process (clients may share a sink). */
 static uint64_t next_buffer_id = 1;
 
-/* One presented frame, owned by the display until it calls frame_done(). */
-struct frame_token {
-	struct frame_token *prev, *next;
-	struct vgb_gpu *gpu; /* NULL once the gpu is gone */
-	struct pending *p;   /* NULL when unfenced, timed out or the gpu is gone */
-	struct vgb_export *exp;
-	struct vgb_cpu_view cpu;
-	struct vgb_dmabuf dmabuf; /* fd borrowed from exp: not finished */
-};
-
-uint32_t vgb_gpu_check_scanout(struct vgb_gpu *gpu, uint32_t s)
-{
-	if (s >= gpu->cfg.limits.num_scanouts)
-		return VGB_GUEST_ERR(VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID, "scanout %u", s);
-	return 0;
-}
-
-/* Forgets buffer ids handed out on our scanouts for any export of @res_id. */
-void vgb_gpu_forget_buffers(struct vgb_gpu *gpu, uint32_t res_id)
-{
-	for (unsigned s = 0; s < gpu->cfg.limits.num_scanouts; s++) {
-		struct scanout *so = &gpu->scanouts[s];
-
-		if (so->enabled && so->resource_id == res_id && so->buffer_id) {
-			vgb_display_forget(gpu->cfg.display, so->buffer_id);
-			so->buffer_id = 0;
-			so->id_for = NULL;
-		}
-	}
-}
-
-void vgb_gpu_disable_scanout(struct vgb_gpu *gpu, unsigned s)
-{
-	struct scanout *so = &gpu->scanouts[s];
-
-	if (!so->enabled)
-		return;
-	if (so->buffer_id)
-		vgb_display_forget(gpu->cfg.display, so->buffer_id);
-	vgb_display_disable_scanout(gpu->cfg.display, gpu->cfg.scanout_base + s);
-	*so = (struct scanout){ 0 };
-}
-
-/* The sink could not read @exp's memory (-EIO): whichever resource shows it re-plans. */
-void vgb_gpu_mark_faulted(struct vgb_gpu *gpu, const struct vgb_export *exp)
-{
-	for (size_t i = 0; i < gpu->n_res; i++)
-		if (gpu->res[i]->exp == exp)
-			gpu->res[i]->faulted = true;
-}
-
-static void unlink_token(struct vgb_gpu *gpu, struct frame_token *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		gpu->tokens = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-}
-
 static void frame_done(void *data, int status)
 {
 	struct frame_token *t = data;
@@ -90,7 +29,7 @@ static void frame_done(void *data, int status)
 	if (gpu && status == -EIO)
 		vgb_gpu_mark_faulted(gpu, t->exp);
 	if (gpu) {
-		unlink_token(gpu, t);
+		vgb_gpu_unlink_token(gpu, t);
 		if (t->p && --t->p->outstanding == 0)
 			t->p->ready = true;
 	}
@@ -98,24 +37,6 @@ static void frame_done(void *data, int status)
 	free(t);
 	if (gpu && !gpu->in_process)
 		vgb_gpu_deliver(gpu);
-}
-
-void vgb_gpu_unlink_frames(struct vgb_gpu *gpu, const struct pending *p)
-{
-	for (struct frame_token *t = gpu->tokens; t; t = t->next)
-		if (t->p == p)
-			t->p = NULL;
-}
-
-void vgb_gpu_detach_frames(struct vgb_gpu *gpu)
-{
-	for (struct frame_token *t = gpu->tokens, *next; t; t = next) {
-		next = t->next;
-		t->gpu = NULL;
-		t->p = NULL;
-		t->prev = t->next = NULL;
-	}
-	gpu->tokens = NULL;
 }
 
 uint32_t vgb_gpu_cmd_get_display_info(struct cmd_ctx *c)
@@ -361,7 +282,7 @@ static int present(struct cmd_ctx *c, unsigned s, struct resource *res,
 		/* Not taken: done will never run. */
 		if (t->p && --t->p->outstanding == 0)
 			t->p->ready = true;
-		unlink_token(gpu, t);
+		vgb_gpu_unlink_token(gpu, t);
 		if (r == -EIO)
 			res->faulted = true;
 		vgb_export_unref(t->exp);
