@@ -207,6 +207,19 @@ static void build_indirect_not_negotiated(void)
 	set_desc(DESC_GPA, 0, IND_GPA, 16, VRING_DESC_F_INDIRECT, 0);
 }
 
+static void build_write_over_avail(void)
+{
+	/* The device's response would land on the avail ring it reads next. */
+	set_desc(DESC_GPA, 0, BUF_GPA, 16, VRING_DESC_F_NEXT, 1);
+	set_desc(DESC_GPA, 1, AVAIL_GPA, 16, VRING_DESC_F_WRITE, 0);
+}
+
+static void build_write_over_desc(void)
+{
+	set_desc(DESC_GPA, 0, BUF_GPA, 16, VRING_DESC_F_NEXT, 1);
+	set_desc(DESC_GPA, 1, DESC_GPA + 32, 64, VRING_DESC_F_WRITE, 0);
+}
+
 static const struct bad_case bad_cases[] = {
 	{ "descriptor loop 0->1->0", build_loop, 0, -EINVAL },
 	{ "descriptor pointing at itself", build_self_loop, 0, -EINVAL },
@@ -218,6 +231,8 @@ static const struct bad_case bad_cases[] = {
 	{ "zero-length buffer", build_zero_len, 0, -EINVAL },
 	{ "readable buffer after a writable one", build_read_after_write, 0, -EINVAL },
 	{ "indirect without the feature", build_indirect_not_negotiated, 0, -EINVAL },
+	{ "writable buffer over the avail ring", build_write_over_avail, 0, -EINVAL },
+	{ "writable buffer over the descriptor table", build_write_over_desc, 0, -EINVAL },
 };
 
 static void test_bad_chains(void)

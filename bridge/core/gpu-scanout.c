@@ -288,8 +288,10 @@ static int present(struct cmd_ctx *c, unsigned s, struct resource *res,
 		vgb_export_unref(t->exp);
 		free(t);
 		gpu->stats.present_errors++;
-		vgb_log_ratelimited(VGB_LOG_WARN, "display refused scanout %u: %s", s,
-				    strerror(-r));
+		/* A lost compositor refuses every frame: the daemon says so once
+		 * (vgb_daemon_display_watch), not once per frame. */
+		vgb_log_ratelimited(r == -EPIPE || r == -ENOTCONN ? VGB_LOG_DEBUG : VGB_LOG_WARN,
+				    "display refused scanout %u: %s", s, strerror(-r));
 		return 0; /* the display's trouble, not the guest's: the flush itself succeeded */
 	}
 	gpu->stats.frames_presented++;

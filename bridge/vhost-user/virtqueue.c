@@ -140,6 +140,24 @@ static int chain_add(struct chain *c, void *base, size_t len, bool write)
 	return 0;
 }
 
+static bool overlaps(uintptr_t a, size_t alen, uintptr_t b, size_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/*
+ * Whether a buffer the device writes covers the descriptor table or the avail ring: our own
+ * response would rewrite the ring we read next.
+ */
+static bool writes_ring(const struct vgb_vq *vq, const void *p, size_t len)
+{
+	size_t ds, as, us;
+
+	vgb_vq_ring_sizes(ring_num(vq), &ds, &as, &us);
+	return overlaps((uintptr_t)p, len, (uintptr_t)vq->desc, ds) ||
+	       overlaps((uintptr_t)p, len, (uintptr_t)vq->avail, as);
+}
+
 /* Maps one buffer, splitting it where the guest's memory windows end. */
 static int map_buffer(struct vgb_vq *vq, struct chain *c, uint64_t addr, uint32_t len,
 		      bool write)
@@ -158,6 +176,8 @@ static int map_buffer(struct vgb_vq *vq, struct chain *c, uint64_t addr, uint32_
 		uint64_t l = end - addr;
 		void *p = vq->translate(vq->translate_data, addr, &l);
 		if (!p || l == 0 || l > end - addr)
+			return -EINVAL;
+		if (write && writes_ring(vq, p, (size_t)l))
 			return -EINVAL;
 		int r = chain_add(c, p, (size_t)l, write);
 		if (r < 0)
