@@ -636,6 +636,9 @@ static int dispatch_cmd(struct vgb_vus *s, struct conn *c, const struct vgb_vfio
 {
 	if (h->cmd != VGB_VFIO_USER_VERSION && !c->versioned)
 		return -EPROTO;
+	/* Only these two take fds; anything else carrying one is malformed. */
+	if (c->n_fds && h->cmd != VGB_VFIO_USER_DMA_MAP && h->cmd != VGB_VFIO_USER_DEVICE_SET_IRQS)
+		return -EINVAL;
 	switch (h->cmd) {
 	case VGB_VFIO_USER_VERSION: return cmd_version(s, c, h, p, len);
 	case VGB_VFIO_USER_DMA_MAP: return cmd_dma_map(s, c, h, p, len);
