@@ -16,43 +16,10 @@
 
 #include "vgb/log.h"
 #include "vgb/util.h"
-#include "wayland-private.h"
+#include "wayland-buffer-cache.h"
+#include "wayland-dmabuf.h"
 
-#define FMT_SET_MAX 65536 /* the table is indexed by u16 */
 #define TABLE_ENTRY_SIZE 16
-
-void fmt_set_finish(struct fmt_set *set)
-{
-	free(set->v);
-	*set = (struct fmt_set){ 0 };
-}
-
-bool fmt_set_has(const struct fmt_set *set, uint32_t fourcc, uint64_t modifier)
-{
-	for (size_t i = 0; i < set->n; i++)
-		if (set->v[i].fourcc == fourcc && set->v[i].modifier == modifier)
-			return true;
-	return false;
-}
-
-int fmt_set_add(struct fmt_set *set, uint32_t fourcc, uint64_t modifier)
-{
-	if (fmt_set_has(set, fourcc, modifier))
-		return 0;
-	if (set->n == set->cap) {
-		size_t cap = set->cap ? set->cap * 2 : 32;
-		struct fmt_pair *v;
-		if (cap > FMT_SET_MAX)
-			return -E2BIG;
-		v = reallocarray(set->v, cap, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		set->v = v;
-		set->cap = cap;
-	}
-	set->v[set->n++] = (struct fmt_pair){ fourcc, modifier };
-	return 0;
-}
 
 /* ---- v3 ---- */
 
@@ -64,15 +31,25 @@ static void v3_format(void *data, struct zwp_linux_dmabuf_v1 *dmabuf, uint32_t f
 static void v3_modifier(void *data, struct zwp_linux_dmabuf_v1 *dmabuf, uint32_t format,
 			uint32_t hi, uint32_t lo)
 {
-	struct wl_sink *s = data;
+	struct wayland_sink *s = data;
 
-	fmt_set_add(&s->v3_formats, format, ((uint64_t)hi << 32) | lo);
+	vgb_fmt_set_add(&s->v3_formats, format, ((uint64_t)hi << 32) | lo);
 }
 
-const struct zwp_linux_dmabuf_v1_listener dmabuf_v3_listener = {
+static const struct zwp_linux_dmabuf_v1_listener dmabuf_v3_listener = {
 	.format = v3_format,
 	.modifier = v3_modifier,
 };
+
+void vgb_wayland_dmabuf_bind(struct wayland_sink *s, struct wl_registry *registry, uint32_t name,
+			     uint32_t version)
+{
+	s->dmabuf_version = VGB_MIN(version, 4u);
+	s->dmabuf = wl_registry_bind(registry, name, &zwp_linux_dmabuf_v1_interface,
+				     s->dmabuf_version);
+	if (s->dmabuf_version < 4)
+		zwp_linux_dmabuf_v1_add_listener(s->dmabuf, &dmabuf_v3_listener, s);
+}
 
 /* ---- v4 feedback ---- */
 
@@ -89,9 +66,9 @@ static void fb_done(void *data, struct zwp_linux_dmabuf_feedback_v1 *proxy)
 	struct dmabuf_feedback *fb = data;
 
 	/* The tranches since the last done replace the whole previous set. */
-	fmt_set_finish(&fb->current);
+	vgb_fmt_set_finish(&fb->current);
 	fb->current = fb->pending;
-	fb->pending = (struct fmt_set){ 0 };
+	fb->pending = (struct vgb_fmt_set){ 0 };
 	fb->dones++;
 	fb->have = true;
 }
@@ -152,7 +129,7 @@ static void fb_tranche_formats(void *data, struct zwp_linux_dmabuf_feedback_v1 *
 			continue; /* a compositor bug: ignore the entry, keep the rest */
 		memcpy(&format, fb->table + (size_t)idx[i] * TABLE_ENTRY_SIZE, 4);
 		memcpy(&modifier, fb->table + (size_t)idx[i] * TABLE_ENTRY_SIZE + 8, 8);
-		fmt_set_add(&fb->pending, format, modifier);
+		vgb_fmt_set_add(&fb->pending, format, modifier);
 	}
 }
 
@@ -171,7 +148,8 @@ static const struct zwp_linux_dmabuf_feedback_v1_listener feedback_listener = {
 	.tranche_flags = fb_tranche_flags,
 };
 
-struct dmabuf_feedback *dmabuf_feedback_create(struct wl_sink *s, struct scanout *so)
+struct dmabuf_feedback *vgb_wayland_dmabuf_feedback_create(struct wayland_sink *s,
+							   struct scanout *so)
 {
 	struct dmabuf_feedback *fb = calloc(1, sizeof(*fb));
 
@@ -190,19 +168,19 @@ struct dmabuf_feedback *dmabuf_feedback_create(struct wl_sink *s, struct scanout
 	return fb;
 }
 
-void dmabuf_feedback_destroy(struct dmabuf_feedback *fb)
+void vgb_wayland_dmabuf_feedback_destroy(struct dmabuf_feedback *fb)
 {
 	if (!fb)
 		return;
 	if (fb->proxy)
 		zwp_linux_dmabuf_feedback_v1_destroy(fb->proxy);
 	unmap_table(fb);
-	fmt_set_finish(&fb->pending);
-	fmt_set_finish(&fb->current);
+	vgb_fmt_set_finish(&fb->pending);
+	vgb_fmt_set_finish(&fb->current);
 	free(fb);
 }
 
-static const struct fmt_set *listed_formats(struct wl_sink *s, struct scanout *so)
+static const struct vgb_fmt_set *listed_formats(struct wayland_sink *s, struct scanout *so)
 {
 	if (so && so->feedback && so->feedback->have)
 		return &so->feedback->current;
@@ -213,14 +191,14 @@ static const struct fmt_set *listed_formats(struct wl_sink *s, struct scanout *s
 	return NULL;
 }
 
-bool dmabuf_pick_modifier(struct wl_sink *s, struct scanout *so, uint32_t fourcc,
-			  uint64_t modifier, uint64_t *ret_modifier)
+bool vgb_wayland_dmabuf_pick_modifier(struct wayland_sink *s, struct scanout *so, uint32_t fourcc,
+				      uint64_t modifier, uint64_t *ret_modifier)
 {
-	const struct fmt_set *set = listed_formats(s, so);
+	const struct vgb_fmt_set *set = listed_formats(s, so);
 
 	if (!set)
 		return false;
-	if (fmt_set_has(set, fourcc, modifier)) {
+	if (vgb_fmt_set_has(set, fourcc, modifier)) {
 		*ret_modifier = modifier;
 		return true;
 	}
@@ -228,14 +206,14 @@ bool dmabuf_pick_modifier(struct wl_sink *s, struct scanout *so, uint32_t fourcc
 	 * A linear buffer is also what the implicit modifier means for the dumb/linear buffers we
 	 * export; a compositor that lists only INVALID (weston on kms_swrast) takes it that way.
 	 */
-	if (modifier == DRM_FORMAT_MOD_LINEAR && fmt_set_has(set, fourcc, DRM_FORMAT_MOD_INVALID)) {
+	if (modifier == DRM_FORMAT_MOD_LINEAR && vgb_fmt_set_has(set, fourcc, DRM_FORMAT_MOD_INVALID)) {
 		*ret_modifier = DRM_FORMAT_MOD_INVALID;
 		return true;
 	}
 	return false;
 }
 
-bool dmabuf_fd_is_vfio_device(int fd)
+bool vgb_wayland_fd_is_vfio_device(int fd)
 {
 	char path[64], target[256];
 	ssize_t n;
@@ -255,25 +233,23 @@ static void params_created(void *data, struct zwp_linux_buffer_params_v1 *params
 			   struct wl_buffer *buffer)
 {
 	struct cached_buffer *cb = data;
-	struct wl_sink *s = cb->sink;
+	struct wayland_sink *s = cb->sink;
 
 	zwp_linux_buffer_params_v1_destroy(params);
 	cb->params = NULL;
 	cb->buffer = buffer;
-	cached_listen(cb);
+	vgb_wayland_cache_listen(cb);
 	cb->state = CACHED_READY;
-	if (cb->id == 0 && !wl_sink_cb_is_pending(s, cb)) {
-		/* An uncached import whose frame was replaced while it was being created. */
-		cached_destroy(cb);
-		return;
-	}
-	wl_sink_import_done(s, cb);
+	/* An uncached import whose frame was replaced while it was being created. A frame waiting
+	 * for it is committed by the sink's dispatch. */
+	if (cb->id == 0 && !vgb_wayland_cache_is_pending(s, cb))
+		vgb_wayland_cache_destroy(cb);
 }
 
 static void params_failed(void *data, struct zwp_linux_buffer_params_v1 *params)
 {
 	struct cached_buffer *cb = data;
-	struct wl_sink *s = cb->sink;
+	struct wayland_sink *s = cb->sink;
 
 	zwp_linux_buffer_params_v1_destroy(params);
 	cb->params = NULL;
@@ -281,10 +257,10 @@ static void params_failed(void *data, struct zwp_linux_buffer_params_v1 *params)
 	s->stats.dmabuf_failed++;
 	vgb_log(VGB_LOG_DEBUG, "dmabuf: compositor refused buffer %llu; using shm",
 		(unsigned long long)cb->id);
-	/* Frames waiting on it fall back to shm. */
-	wl_sink_import_done(s, cb);
-	if (cb->id == 0)
-		cached_destroy(cb);
+	/* A frame waiting on it falls back to shm in the sink's dispatch, which also destroys an
+	 * uncached buffer then. */
+	if (cb->id == 0 && !vgb_wayland_cache_is_pending(s, cb))
+		vgb_wayland_cache_destroy(cb);
 }
 
 static const struct zwp_linux_buffer_params_v1_listener params_listener = {
@@ -292,32 +268,32 @@ static const struct zwp_linux_buffer_params_v1_listener params_listener = {
 	.failed = params_failed,
 };
 
-int dmabuf_import(struct wl_sink *s, struct scanout *so, const struct vgb_frame *f,
-		  struct cached_buffer **ret)
+int vgb_wayland_dmabuf_import(struct wayland_sink *s, struct scanout *so,
+			      const struct vgb_frame *f, struct cached_buffer **ret)
 {
 	const struct vgb_dmabuf *b = f->dmabuf;
-	struct cached_buffer *cb = cached_find(s, f->buffer_id, CACHED_DMABUF);
+	struct cached_buffer *cb = vgb_wayland_cache_find(s, f->buffer_id, CACHED_DMABUF);
 	uint64_t modifier;
 
-	if (cached_matches(cb, f, b->fourcc, b->stride[0], b->offset[0])) {
+	if (vgb_wayland_cache_matches(cb, f, b->fourcc, b->stride[0], b->offset[0])) {
 		*ret = cb;
 		return 0;
 	}
-	cached_destroy(cb);
+	vgb_wayland_cache_destroy(cb);
 	if (b->fourcc != f->fourcc || b->width < f->width || b->height < f->height)
 		return -EINVAL;
-	if (!dmabuf_pick_modifier(s, so, b->fourcc, b->modifier, &modifier))
+	if (!vgb_wayland_dmabuf_pick_modifier(s, so, b->fourcc, b->modifier, &modifier))
 		return -EOPNOTSUPP;
 	for (uint32_t i = 0; i < b->n_planes; i++)
-		if (dmabuf_fd_is_vfio_device(b->fd[i]))
+		if (vgb_wayland_fd_is_vfio_device(b->fd[i]))
 			return -EPERM; /* a device fd is never handed to the compositor */
 
-	cb = cached_new(s, f, CACHED_DMABUF, CACHED_IMPORTING, b->fourcc, b->stride[0],
+	cb = vgb_wayland_cache_new(s, f, CACHED_DMABUF, CACHED_IMPORTING, b->fourcc, b->stride[0],
 			b->offset[0]);
 	if (!cb)
 		return -ENOMEM;
 	cb->modifier = modifier;
-	cb->deadline_ns = vgb_now_ns() + wl_sink_timeout_ns(s);
+	cb->deadline_ns = vgb_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
 	cb->params = zwp_linux_dmabuf_v1_create_params(s->dmabuf);
 	if (!cb->params) {
 		free(cb);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wl_shm paths: a pool straight on the guest memfd (zero copies), rotating copy buffers that
- * receive only the damaged rectangle, the cursor buffer, and the per-buffer_id cache.
+ * wl_shm paths: a pool straight on the guest memfd (zero copies), and rotating copy buffers that
+ * receive only the damaged rectangle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,9 +13,10 @@
 
 #include "vgb/log.h"
 #include "vgb/util.h"
-#include "wayland-private.h"
+#include "wayland-buffer-cache.h"
+#include "wayland-shm.h"
 
-int shm_alloc_memfd(size_t size, void **ret_data)
+int vgb_wayland_shm_alloc_memfd(size_t size, void **ret_data)
 {
 	_cleanup_close_ int fd = memfd_create("vgb-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	void *data;
@@ -33,7 +34,8 @@ int shm_alloc_memfd(size_t size, void **ret_data)
 	return TAKE_FD(fd);
 }
 
-static bool shm_format_ok(const struct wl_sink *s, uint32_t fourcc, uint32_t *ret_format)
+bool vgb_wayland_shm_format_ok(const struct wayland_sink *s, uint32_t fourcc,
+			       uint32_t *ret_format)
 {
 	int64_t f = vgb_format_drm_to_wl_shm(fourcc);
 
@@ -41,63 +43,10 @@ static bool shm_format_ok(const struct wl_sink *s, uint32_t fourcc, uint32_t *re
 		return false;
 	if ((f == 0 && !(s->shm_formats & 1)) || (f == 1 && !(s->shm_formats & 2)))
 		return false;
-	if (f > 1 && !fmt_set_has(&s->shm_extra, (uint32_t)f, 0))
+	if (f > 1 && !vgb_fmt_set_has(&s->shm_extra, (uint32_t)f, 0))
 		return false;
 	*ret_format = (uint32_t)f;
 	return true;
-}
-
-/* ---- cached wl_buffers (dmabuf imports and direct shm) ---- */
-
-struct cached_buffer *cached_find(struct wl_sink *s, uint64_t id, enum cached_kind kind)
-{
-	struct cached_buffer *cb;
-
-	if (id == 0)
-		return NULL;
-	wl_list_for_each(cb, &s->cached, link)
-		if (cb->id == id && cb->kind == kind)
-			return cb;
-	return NULL;
-}
-
-bool cached_matches(const struct cached_buffer *cb, const struct vgb_frame *f, uint32_t fourcc,
-		    uint32_t stride, uint64_t offset)
-{
-	return cb && cb->width == f->width && cb->height == f->height && cb->fourcc == fourcc &&
-	       cb->stride == stride && cb->offset == offset;
-}
-
-struct cached_buffer *cached_new(struct wl_sink *s, const struct vgb_frame *f,
-				 enum cached_kind kind, enum cached_state state, uint32_t fourcc,
-				 uint32_t stride, uint64_t offset)
-{
-	struct cached_buffer *cb = calloc(1, sizeof(*cb));
-
-	if (!cb)
-		return NULL;
-	cb->sink = s;
-	cb->id = f->buffer_id;
-	cb->kind = kind;
-	cb->state = state;
-	cb->width = f->width;
-	cb->height = f->height;
-	cb->fourcc = fourcc;
-	cb->stride = stride;
-	cb->offset = offset;
-	return cb;
-}
-
-void cached_destroy(struct cached_buffer *cb)
-{
-	if (!cb)
-		return;
-	wl_list_remove(&cb->link);
-	if (cb->params)
-		zwp_linux_buffer_params_v1_destroy(cb->params);
-	if (cb->buffer)
-		wl_buffer_destroy(cb->buffer);
-	free(cb);
 }
 
 /* ---- direct: a pool on the guest's memfd ---- */
@@ -115,14 +64,14 @@ static bool fd_is_sealed_memfd(int fd)
 	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
-bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f)
+bool vgb_wayland_shm_view_is_direct(const struct wayland_sink *s, const struct vgb_frame *f)
 {
 	const struct vgb_cpu_view *v = f->cpu;
 	uint64_t end, size;
 	uint32_t format;
 	struct stat st;
 
-	if (!v || v->memfd < 0 || !shm_format_ok(s, f->fourcc, &format))
+	if (!v || v->memfd < 0 || !vgb_wayland_shm_format_ok(s, f->fourcc, &format))
 		return false;
 	/* wl_shm pool sizes and buffer offsets are int32. */
 	if (__builtin_mul_overflow((uint64_t)v->stride, (uint64_t)f->height, &end) ||
@@ -135,40 +84,23 @@ bool shm_view_is_direct(const struct wl_sink *s, const struct vgb_frame *f)
 	return end <= size;
 }
 
-static void cached_release(void *data, struct wl_buffer *buffer)
-{
-	struct cached_buffer *cb = data;
-
-	/* Uncached (id 0) buffers live for one commit. */
-	if (cb->id == 0)
-		cached_destroy(cb);
-}
-
-static const struct wl_buffer_listener cached_listener = {
-	.release = cached_release,
-};
-
-void cached_listen(struct cached_buffer *cb)
-{
-	wl_buffer_add_listener(cb->buffer, &cached_listener, cb);
-}
-
-int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_buffer **ret)
+int vgb_wayland_shm_direct_get(struct wayland_sink *s, const struct vgb_frame *f,
+			       struct cached_buffer **ret)
 {
 	const struct vgb_cpu_view *v = f->cpu;
-	struct cached_buffer *cb = cached_find(s, f->buffer_id, CACHED_SHM_DIRECT);
+	struct cached_buffer *cb = vgb_wayland_cache_find(s, f->buffer_id, CACHED_SHM_DIRECT);
 	struct wl_shm_pool *pool;
 	uint32_t format;
 
-	if (cached_matches(cb, f, f->fourcc, v->stride, v->memfd_offset)) {
+	if (vgb_wayland_cache_matches(cb, f, f->fourcc, v->stride, v->memfd_offset)) {
 		*ret = cb;
 		return 0;
 	}
-	cached_destroy(cb); /* same export, new layout */
-	if (!shm_format_ok(s, f->fourcc, &format))
+	vgb_wayland_cache_destroy(cb); /* same export, new layout */
+	if (!vgb_wayland_shm_format_ok(s, f->fourcc, &format))
 		return -EOPNOTSUPP;
 
-	cb = cached_new(s, f, CACHED_SHM_DIRECT, CACHED_READY, f->fourcc, v->stride,
+	cb = vgb_wayland_cache_new(s, f, CACHED_SHM_DIRECT, CACHED_READY, f->fourcc, v->stride,
 			v->memfd_offset);
 	if (!cb)
 		return -ENOMEM;
@@ -186,7 +118,7 @@ int shm_direct_get(struct wl_sink *s, const struct vgb_frame *f, struct cached_b
 		free(cb);
 		return -ENOMEM;
 	}
-	wl_buffer_add_listener(cb->buffer, &cached_listener, cb);
+	vgb_wayland_cache_listen(cb);
 	wl_list_insert(&s->cached, &cb->link);
 	*ret = cb;
 	return 0;
@@ -209,16 +141,15 @@ static void copy_release(void *data, struct wl_buffer *buffer)
 {
 	struct shm_buffer *b = data;
 
+	/* A frame waiting for exactly this moves on in the sink's dispatch. */
 	b->busy = false;
-	/* A frame may be waiting for exactly this. */
-	wl_sink_try_commit(b->so);
 }
 
 static const struct wl_buffer_listener copy_listener = {
 	.release = copy_release,
 };
 
-void shm_copy_destroy_all(struct scanout *so)
+void vgb_wayland_copy_destroy_all(struct scanout *so)
 {
 	for (uint32_t i = 0; i < SHM_COPY_BUFFERS; i++) {
 		shm_buffer_destroy(so->copy[i]);
@@ -231,13 +162,13 @@ void shm_copy_destroy_all(struct scanout *so)
 static struct shm_buffer *shm_buffer_create(struct scanout *so, uint32_t w, uint32_t h,
 					    uint32_t fourcc)
 {
-	struct wl_sink *s = so->sink;
+	struct wayland_sink *s = so->sink;
 	struct shm_buffer *b;
 	struct wl_shm_pool *pool;
 	uint32_t format;
 	int fd;
 
-	if (!shm_format_ok(s, fourcc, &format))
+	if (!vgb_wayland_shm_format_ok(s, fourcc, &format))
 		return NULL;
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -249,7 +180,7 @@ static struct shm_buffer *shm_buffer_create(struct scanout *so, uint32_t w, uint
 	b->stride = w * 4;
 	b->size = (size_t)b->stride * h;
 	b->stale = (struct vgb_rect){ 0, 0, w, h };
-	fd = shm_alloc_memfd(b->size, &b->data);
+	fd = vgb_wayland_shm_alloc_memfd(b->size, &b->data);
 	if (fd < 0) {
 		free(b);
 		return NULL;
@@ -273,7 +204,7 @@ static struct shm_buffer *shm_buffer_create(struct scanout *so, uint32_t w, uint
 	return b;
 }
 
-struct shm_buffer *shm_copy_get(struct scanout *so, const struct pending_frame *p)
+struct shm_buffer *vgb_wayland_copy_get(struct scanout *so, const struct pending_frame *p)
 {
 	const struct vgb_frame *f = &p->f;
 	int free_slot = -1;
@@ -282,7 +213,7 @@ struct shm_buffer *shm_copy_get(struct scanout *so, const struct pending_frame *
 	for (uint32_t i = 0; i < SHM_COPY_BUFFERS; i++) {
 		struct shm_buffer *b = so->copy[i];
 		if (b && (b->width != f->width || b->height != f->height || b->fourcc != f->fourcc)) {
-			shm_copy_destroy_all(so);
+			vgb_wayland_copy_destroy_all(so);
 			break;
 		}
 	}
@@ -311,10 +242,10 @@ static bool rect_contains(const struct vgb_rect *outer, const struct vgb_rect *i
 	       (uint64_t)inner->y + inner->height <= (uint64_t)outer->y + outer->height;
 }
 
-int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p,
-		  const struct vgb_rect *fill)
+int vgb_wayland_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending_frame *p,
+			  const struct vgb_rect *fill)
 {
-	struct wl_sink *s = so->sink;
+	struct wayland_sink *s = so->sink;
 	struct vgb_rect dmg = *fill;
 	struct vgb_rect stale = b->stale;
 	int r;
@@ -352,55 +283,4 @@ int shm_copy_fill(struct scanout *so, struct shm_buffer *b, const struct pending
 			vgb_rect_union(&so->copy[i]->stale, &dmg);
 	so->front = b;
 	return 0;
-}
-
-/* ---- cursor ---- */
-
-int shm_cursor_update(struct scanout *so)
-{
-	struct wl_sink *s = so->sink;
-	struct wl_shm_pool *pool;
-	struct wl_buffer *buffer;
-	void *data;
-	size_t size;
-	int fd;
-
-	if (!so->cursor_argb) {
-		if (s->pointer && s->pointer_focus == so)
-			wl_pointer_set_cursor(s->pointer, s->pointer_serial, NULL, 0, 0);
-		return wl_sink_flush(s);
-	}
-	if (!(s->shm_formats & 1))
-		return -EOPNOTSUPP;
-	if (!so->cursor_surface) {
-		so->cursor_surface = wl_compositor_create_surface(s->compositor);
-		if (!so->cursor_surface)
-			return -ENOMEM;
-	}
-	size = (size_t)so->cursor_w * so->cursor_h * 4;
-	fd = shm_alloc_memfd(size, &data);
-	if (fd < 0)
-		return fd;
-	memcpy(data, so->cursor_argb, size);
-	munmap(data, size);
-	pool = wl_shm_create_pool(s->shm, fd, (int32_t)size);
-	close(fd);
-	if (!pool)
-		return -ENOMEM;
-	buffer = wl_shm_pool_create_buffer(pool, 0, (int32_t)so->cursor_w, (int32_t)so->cursor_h,
-					   (int32_t)so->cursor_w * 4, 0 /* ARGB8888 */);
-	wl_shm_pool_destroy(pool);
-	if (!buffer)
-		return -ENOMEM;
-	wl_surface_attach(so->cursor_surface, buffer, 0, 0);
-	wl_surface_damage(so->cursor_surface, 0, 0, (int32_t)so->cursor_w, (int32_t)so->cursor_h);
-	wl_surface_commit(so->cursor_surface);
-	/* Replaced in the surface's state: the old buffer can go. */
-	if (so->cursor_buffer)
-		wl_buffer_destroy(so->cursor_buffer);
-	so->cursor_buffer = buffer;
-	if (s->pointer && s->pointer_focus == so)
-		wl_pointer_set_cursor(s->pointer, s->pointer_serial, so->cursor_surface,
-				      (int32_t)so->cursor_hot_x, (int32_t)so->cursor_hot_y);
-	return wl_sink_flush(s);
 }

@@ -39,7 +39,7 @@ static const struct {
 	{ "K", UINT64_MAX, -EINVAL, 0 },
 	{ "m", UINT64_MAX, -EINVAL, 0 },
 	{ "0x", UINT64_MAX, -EINVAL, 0 },
-	{ " 1", UINT64_MAX, 0, 1 }, /* strtoull skips leading space, as before */
+	{ " 1", UINT64_MAX, 0, 1 }, /* strtoull skips leading space */
 	{ "1 ", UINT64_MAX, -EINVAL, 0 },
 };
 

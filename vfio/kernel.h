@@ -38,6 +38,13 @@ const char *vgb_vfio_kernel_get_root(void);
 void *vgb_vfio_kernel_release_data(struct vgb_vfio_device *dev);
 
 /*
+ * The legacy open of canonical PCI address @bdf ("0000:00:03.0"): its IOMMU group, a
+ * type1v2 container, the group's device fd, wrapped. Returns 0 or -errno (-ENODEV when the
+ * device or its group is absent, -EBUSY when the group is not viable).
+ */
+int vgb_vfio_kernel_open_legacy(const char *bdf, struct vgb_vfio_device **ret);
+
+/*
  * The cdev of PCI device @bdf: /sys/bus/pci/devices/<bdf>/vfio-dev/vfioN names
  * /dev/vfio/devices/vfioN, written into @buf. Returns 0, -EINVAL for a bad address, -ENODEV
  * when the device has no VFIO cdev (not bound to vfio-pci, or a kernel without cdevs).
