@@ -470,7 +470,7 @@ static int cmd_set_irqs(struct vgb_vus *s, struct conn *c, const struct vgb_vfio
 	return queue_reply(c, h, 0, NULL, 0, NULL, 0, -1);
 }
 
-/* Checks a region access; *is_config / the memfd for the data. */
+/* Checks a region access against the device's region info and memory decode. */
 static int check_region(struct vgb_vus *s, uint32_t region, uint64_t off, uint32_t count,
 			uint32_t need, const struct vgb_vfio_region_info **ret)
 {
