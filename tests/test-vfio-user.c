@@ -16,6 +16,7 @@
  * Every part checks the process's fds and mappings before and after.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -377,6 +378,24 @@ static void test_messages(void)
 		t1 = vgb_vus_trigger_irq(s.vus, VFIO_PCI_INTX_IRQ_INDEX);
 		pthread_mutex_unlock(&s.lock);
 		tap_ok(r == 0 && t1 == 0 && eventfd_count(efd2) == 1, "UNMASK: INTx fires again");
+		{
+			/* A client that fills its eventfd cannot block the server's loop. */
+			int full = eventfd(0, EFD_CLOEXEC);
+			uint64_t max = UINT64_MAX - 1;
+
+			if (write(full, &max, sizeof(max)) != sizeof(max))
+				tap_bail("eventfd fill");
+			r = set_irqs(dev, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+				     VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &full, 1);
+			pthread_mutex_lock(&s.lock);
+			t1 = vgb_vus_trigger_irq(s.vus, VFIO_PCI_MSI_IRQ_INDEX);
+			pthread_mutex_unlock(&s.lock);
+			tap_ok(r == 0 && t1 == -EAGAIN,
+			       "a full eventfd: the interrupt is dropped, the loop not blocked (%d)", t1);
+			close(full);
+			set_irqs(dev, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+				 VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &efd, 1);
+		}
 		r = set_irqs(dev, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
 			     VFIO_PCI_MSI_IRQ_INDEX, 0, 2, &efd, 1);
 		tap_is_errno(r, -EINVAL, "SET_IRQS past MSI's one vector: -EINVAL");
@@ -723,6 +742,18 @@ static void test_bad_requests(void)
 
 		tap_is_int(raw_call(sock, VGB_VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), fds, 2,
 				    &rep), EINVAL, "SET_IRQS with 2 fds for 1 vector: EINVAL");
+	}
+	{
+		struct vgb_vfio_user_irq_set is = { sizeof(is),
+			VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, 0, 1 };
+		int pfd[2];
+
+		if (pipe2(pfd, O_CLOEXEC) < 0)
+			tap_bail("pipe2");
+		tap_is_int(raw_call(sock, VGB_VFIO_USER_DEVICE_SET_IRQS, &is, sizeof(is), &pfd[1], 1,
+				    &rep), EINVAL, "SET_IRQS with a pipe instead of an eventfd: EINVAL");
+		close(pfd[0]);
+		close(pfd[1]);
 	}
 	srv_stats(&s, &st);
 	tap_ok(st.irq_fds == 0 && st.dma_fds == 0, "the server kept none of them");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -358,12 +359,30 @@ static int cmd_irq_info(struct vgb_vus *s, struct conn *c, const struct vgb_vfio
 
 static int signal_fd(int fd)
 {
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
 	uint64_t one = 1;
 
 	if (fd < 0)
 		return -ENOENT;
-	/* An eventfd never blocks a write of 1 short of overflow; a full pipe answers EAGAIN. */
+	/* The client owns the eventfd and could fill its counter: a write would then block the
+	 * loop. Only write when it will not (the interrupt is dropped otherwise). */
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+		return -EAGAIN;
 	return write(fd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+}
+
+/* Whether @fd is an eventfd: anything else could block a write or mean something else. */
+static bool is_eventfd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 static int trigger(struct conn *c, uint32_t index)
@@ -435,6 +454,9 @@ static int cmd_set_irqs(struct vgb_vus *s, struct conn *c, const struct vgb_vfio
 	case VFIO_IRQ_SET_DATA_EVENTFD:
 		if (len != sizeof(req) || (c->n_fds != req.count && c->n_fds != 0))
 			return -EINVAL;
+		for (size_t i = 0; i < c->n_fds; i++)
+			if (!is_eventfd(c->fds[i]))
+				return -EINVAL;
 		if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
 			slot = req.index == VFIO_PCI_INTX_IRQ_INDEX ? &c->intx_trigger
 								     : &c->msi_trigger;
