@@ -832,6 +832,66 @@ static void test_bad_requests(void)
 	close(efd);
 }
 
+/* Random well-framed requests: every one is answered (or not, with NO_REPLY), the connection
+ * stays, and the server still serves a proper client afterwards. */
+static void test_fuzz(void)
+{
+	struct vgb_vus_stats st;
+	struct raw_reply rep;
+	struct srv s;
+	uint64_t seed = 0x243f6a8885a308d3ull;
+	unsigned answered = 0, bad = 0;
+	int sock, fd;
+
+	sock = srv_start(&s, SPEC, NULL);
+	raw_version(sock);
+	for (unsigned i = 0; i < 3000; i++) {
+		uint8_t p[96];
+		uint16_t cmd;
+		uint32_t flags;
+		size_t len;
+
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		cmd = (uint16_t)((seed >> 33) % 20);
+		flags = (seed >> 40) & 1 ? VGB_VFIO_USER_F_NO_REPLY : 0;
+		len = (size_t)((seed >> 45) % sizeof(p));
+		for (size_t j = 0; j < len; j++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			p[j] = (uint8_t)(seed >> 56);
+		}
+		/* Keep the region fields small now and then, to reach past the first checks. */
+		if (len >= 16 && (cmd == VGB_VFIO_USER_REGION_READ || cmd == VGB_VFIO_USER_REGION_WRITE)
+		    && (seed & 3)) {
+			p[8] = p[8] % 9;
+			memset(p + 9, 0, 3);
+			memset(p + 1, 0, 7);
+			p[12] = (uint8_t)(len - 16);
+			memset(p + 13, 0, 3);
+		}
+		if (raw_send(sock, cmd, (uint16_t)i, flags, 0, p, len, NULL, 0) < 0) {
+			bad++;
+			break;
+		}
+		if (flags & VGB_VFIO_USER_F_NO_REPLY)
+			continue;
+		if (raw_recv(sock, &rep) < 0 || rep.h.id != (uint16_t)i || rep.h.cmd != cmd) {
+			bad++;
+			break;
+		}
+		raw_close_fds(&rep);
+		answered++;
+	}
+	tap_ok(bad == 0, "3000 random requests: each answered in order (%u answered)", answered);
+	srv_stats(&s, &st);
+	tap_ok(st.connected && st.dropped == 0, "the fuzzing client was never dropped");
+	close(sock);
+	srv_wait_disconnect(&s);
+	fd = srv_attach(&s);
+	tap_is_int(raw_version(fd), 0, "a proper client is served after it");
+	close(fd);
+	srv_stop(&s);
+}
+
 /* ---- malformed replies to the backend ---- */
 
 enum fault {
@@ -1122,6 +1182,7 @@ int main(void)
 	test_messages();
 	test_cpu_view();
 	test_bad_requests();
+	test_fuzz();
 	test_bad_replies();
 	test_server_gone();
 	/* File mappings only: glibc keeps the server threads' stacks cached. */
