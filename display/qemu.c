@@ -49,6 +49,7 @@ struct qemu_sink {
 	uint32_t watched; /* events asked of the backend's poll */
 	enum wait wait;
 	uint32_t wait_request;
+	uint64_t wait_deadline_ns; /* WAIT_QUERY: when to stop waiting for QEMU's answer */
 	uint64_t protocol;
 
 	struct qmsg *outq, **outq_tail;
@@ -625,6 +626,35 @@ static int qemu_get_fd(struct vgb_display *d)
 	return qemu_sink_from(d)->fd;
 }
 
+static int qemu_next_timeout_ms(struct vgb_display *d)
+{
+	struct qemu_sink *s = qemu_sink_from(d);
+	uint64_t now;
+
+	if (s->fd < 0 || s->wait != WAIT_QUERY)
+		return -1;
+	now = vgb_now_ns();
+	if (now >= s->wait_deadline_ns)
+		return 0;
+	return (int)((s->wait_deadline_ns - now + 999999u) / 1000000u);
+}
+
+/* A QEMU that never answers a query must not hold the guest's control queue for ever. */
+static void query_timeout(struct qemu_sink *s)
+{
+	uint32_t request = s->wait_request;
+
+	if (s->wait != WAIT_QUERY || vgb_now_ns() < s->wait_deadline_ns)
+		return;
+	vgb_log(VGB_LOG_DEBUG, "qemu display: no answer to request %u", request);
+	s->wait = WAIT_NONE;
+	s->counters.query_timeouts++;
+	if (s->cb.reply)
+		s->cb.reply(s->cb_data, request, -ETIMEDOUT, NULL, 0);
+	if (s->cb.idle)
+		s->cb.idle(s->cb_data);
+}
+
 static int qemu_dispatch(struct vgb_display *d)
 {
 	struct qemu_sink *s = qemu_sink_from(d);
@@ -632,6 +662,7 @@ static int qemu_dispatch(struct vgb_display *d)
 
 	if (s->fd < 0)
 		return 0;
+	query_timeout(s);
 	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS && s->fd >= 0; i++)
 		send_held_cursor(s, i);
 	if (s->fd < 0)
@@ -666,6 +697,7 @@ static const struct vgb_display_ops qemu_ops = {
 	.move_cursor = qemu_move_cursor,
 	.get_fd = qemu_get_fd,
 	.dispatch = qemu_dispatch,
+	.next_timeout_ms = qemu_next_timeout_ms,
 	.get_stats = qemu_get_stats,
 	.destroy = qemu_destroy,
 };
@@ -769,6 +801,7 @@ int vgb_qemu_display_query(struct vgb_display *d, uint32_t request, uint32_t sca
 		return r;
 	s->wait = WAIT_QUERY;
 	s->wait_request = request;
+	s->wait_deadline_ns = vgb_now_ns() + (uint64_t)VGB_QEMU_DISPLAY_QUERY_TIMEOUT_MS * 1000000u;
 	return 0;
 }
 

@@ -864,6 +864,44 @@ static void test_blob_not_negotiated(void)
 	fe_stop(&f);
 }
 
+/* The response type of the last used element of queue @q. */
+static uint32_t last_resp_type(struct fe *f, unsigned q)
+{
+	const struct vring_used *u = (const void *)(f->mem + USED(q));
+	uint16_t i = (uint16_t)(used_idx(f, q) - 1);
+	uint32_t head = u->ring[i % QSZ].id;
+	const struct vring_desc *d = (const void *)(f->mem + DESC(q));
+
+	return ((const struct virtio_gpu_ctrl_hdr *)(f->mem + d[head + 1].addr))->type;
+}
+
+/* A QEMU that never answers GET_DISPLAY_INFO holds the guest's control queue only until a deadline. */
+static void test_query_timeout(void)
+{
+	struct fe f;
+	struct virtio_gpu_ctrl_hdr gdi = { .type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO };
+
+	fe_start(&f, "vm-query", &(struct fe_opts){ .qemu_display = true });
+	uint16_t before = used_idx(&f, 0);
+	submit_nowait(&f, 0, &gdi, sizeof(gdi));
+	pump1(&f);
+	tap_is_uint(used_idx(&f, 0), before, "qemu-display GET_DISPLAY_INFO waits for QEMU");
+	int t = vgb_vhost_dev_next_timeout_ms(f.dev);
+	tap_ok(t > 0, "with a deadline (%d ms)", t);
+	poll(NULL, 0, t > 0 ? t + 20 : 0); /* until the deadline the backend itself reports */
+	vgb_vhost_dev_dispatch_timeouts(f.dev);
+	tap_ok(used_idx(&f, 0) == (uint16_t)(before + 1) &&
+		       last_resp_type(&f, 0) == VIRTIO_GPU_RESP_ERR_UNSPEC,
+	       "QEMU never answers: the command gets an error at the deadline");
+	struct virtio_gpu_resource_create_2d c = {
+		.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D, .resource_id = 1,
+		.format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, .width = 8, .height = 8,
+	};
+	tap_is_uint(submit(&f, 0, &c, sizeof(c), NULL, 0), VIRTIO_GPU_RESP_OK_NODATA,
+		    "and the control queue runs again");
+	fe_stop(&f);
+}
+
 int main(void)
 {
 	int fds_before, maps_before;
@@ -887,6 +925,7 @@ int main(void)
 	test_unsorted_mem_table();
 	test_cursor_position();
 	test_blob_not_negotiated();
+	test_query_timeout();
 
 	int fds_after = leak_count_fds(), maps_after = leak_count_file_maps();
 	tap_ok(fds_after == fds_before && maps_after == maps_before,

@@ -244,13 +244,18 @@ int vgb_vhost_dev_dispatch(struct vgb_vhost_dev *dev)
 
 int vgb_vhost_dev_next_timeout_ms(struct vgb_vhost_dev *dev)
 {
-	return dev->gpu ? vgb_gpu_next_timeout_ms(dev->gpu) : -1;
+	int t = dev->gpu ? vgb_gpu_next_timeout_ms(dev->gpu) : -1;
+	int q = vgb_display_next_timeout_ms(dev->qemu); /* a query QEMU has not answered */
+
+	return q >= 0 && (t < 0 || q < t) ? q : t;
 }
 
 void vgb_vhost_dev_dispatch_timeouts(struct vgb_vhost_dev *dev)
 {
-	if (dev->gpu)
+	if (dev->gpu && vgb_gpu_next_timeout_ms(dev->gpu) == 0)
 		vgb_gpu_dispatch_timeouts(dev->gpu);
+	if (vgb_display_next_timeout_ms(dev->qemu) == 0)
+		vgb_display_dispatch(dev->qemu);
 }
 
 void vgb_vhost_dev_get_stats(struct vgb_vhost_dev *dev, struct vgb_vhost_stats *ret)

@@ -89,6 +89,8 @@ struct vgb_vhost_gpu_edid_request {
 /* ---- the sink ---- */
 
 #define VGB_QEMU_DISPLAY_MAX_QUEUED 256u
+/* How long a query waits for QEMU's answer before the reply callback gets -ETIMEDOUT. */
+#define VGB_QEMU_DISPLAY_QUERY_TIMEOUT_MS 2000
 #define VGB_QEMU_DISPLAY_MAX_QUEUED_BYTES (64u << 20)
 
 struct vgb_qemu_display_callbacks {
@@ -109,7 +111,8 @@ struct vgb_qemu_display_callbacks {
 	/*
 	 * The answer to vgb_qemu_display_query(): @status 0 with QEMU's payload (@size bytes, a
 	 * virtio-gpu response), or -errno (-EPIPE: the socket went first; -EPROTO: a malformed
-	 * answer) with no payload. Called exactly once per accepted query.
+	 * answer; -ETIMEDOUT: no answer within VGB_QEMU_DISPLAY_QUERY_TIMEOUT_MS, see the sink's
+	 * next_timeout_ms) with no payload. Called exactly once per accepted query.
 	 */
 	void (*reply)(void *data, uint32_t request, int status, const void *payload, size_t size);
 };
@@ -118,6 +121,7 @@ struct vgb_qemu_display_counters {
 	uint64_t msgs_sent;     /* messages written whole to QEMU */
 	uint64_t update_bytes;  /* pixel bytes queued in UPDATE messages */
 	uint64_t disconnects;   /* sockets closed because QEMU stopped reading or broke framing */
+	uint64_t query_timeouts; /* queries QEMU did not answer in time */
 };
 
 /*
