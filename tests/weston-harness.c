@@ -226,16 +226,21 @@ static int write_config(struct weston *w)
 	f = fopen(path, "we");
 	if (!f)
 		return -errno;
+	const char *window = getenv("VGB_WESTON_REPAINT_WINDOW");
+
 	fprintf(f, "[core]\n"
 		   "require-input=false\n"
 		   "shell=%s\n"
+		   "repaint-window=%s\n"
 
 		   "[shell]\n"
 		   "startup-animation=none\n"
 		   "close-animation=none\n"
 		   "animation=none\n"
 		   "panel-position=none\n"
-		   "background-color=0xff000000\n", getenv("VGB_TEST_SHELL") ? getenv("VGB_TEST_SHELL") : "desktop-shell.so");
+		   "background-color=0xff000000\n",
+		getenv("VGB_TEST_SHELL") ? getenv("VGB_TEST_SHELL") : "desktop-shell.so",
+		window ? window : "7");
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
