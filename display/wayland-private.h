@@ -192,6 +192,11 @@ struct wayland_sink {
 	bool connected;
 	bool need_flush;
 	uint64_t reconnect_at_ns; /* 0: no timer */
+	/* A connection being set up (display set, not connected): its round trip. */
+	struct wl_callback *conn_sync;
+	bool conn_synced;
+	unsigned conn_round;      /* 1: globals, 2: formats, feedback, clock, seat */
+	uint64_t conn_deadline_ns;
 
 	struct scanout *scanouts[VGB_DISPLAY_MAX_SCANOUTS];
 	struct wl_list cached;   /* struct cached_buffer */

@@ -227,23 +227,44 @@ static void wl_move_cursor(struct vgb_display *d, uint32_t scanout, int32_t x, i
 	}
 }
 
+/* Starts a connection attempt; a failed one arms the retry timer. */
+static int start_reconnect(struct wayland_sink *s)
+{
+	int r = vgb_wayland_connect_start(s);
+
+	if (r < 0 && s->opts.reconnect_ms > 0)
+		s->reconnect_at_ns = vgb_now_ns() + (uint64_t)s->opts.reconnect_ms * 1000000u;
+	return r;
+}
+
 static int wl_reconnect(struct vgb_display *d)
 {
 	struct wayland_sink *s = sink_from(d);
+
+	if (s->connected || s->display)
+		return 0; /* connected, or under way */
+	return start_reconnect(s);
+}
+
+/* A connection under way: moves its handshake on. */
+static void step_reconnect(struct wayland_sink *s)
+{
 	int r;
 
-	if (s->connected)
-		return 0;
-	r = vgb_wayland_connect(s);
-	if (r < 0) {
+	if (vgb_wayland_pump(s, 0) < 0) {
+		vgb_wayland_disconnect(s, -EPIPE);
+		r = -EPIPE;
+	} else {
+		r = vgb_wayland_connect_step(s);
+	}
+	if (r > 0) {
+		s->stats.reconnects++; /* windows come back with the next frame of each scanout */
+	} else if (r < 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, r, "wayland: reconnect");
 		if (s->opts.reconnect_ms > 0)
 			s->reconnect_at_ns =
 				vgb_now_ns() + (uint64_t)s->opts.reconnect_ms * 1000000u;
-		return r;
 	}
-	s->stats.reconnects++;
-	/* Windows come back with the next frame of each scanout. */
-	return 0;
 }
 
 /* ---- event loop integration ---- */
@@ -261,8 +282,10 @@ static void handle_timeouts(struct wayland_sink *s)
 	struct cached_buffer *cb, *ctmp;
 
 	if (!s->connected) {
-		if (s->reconnect_at_ns && now >= s->reconnect_at_ns)
-			wl_reconnect(&s->base);
+		if (!s->display && s->reconnect_at_ns && now >= s->reconnect_at_ns) {
+			s->reconnect_at_ns = 0;
+			start_reconnect(s);
+		}
 		return;
 	}
 	vgb_wayland_pacing_expire(s, now);
@@ -303,6 +326,8 @@ static int wl_dispatch(struct vgb_display *d)
 			vgb_wayland_lost(s);
 			return 0;
 		}
+	} else if (s->display) {
+		step_reconnect(s);
 	}
 	handle_timeouts(s);
 	flush_or_lose(s);
@@ -315,7 +340,9 @@ static int wl_next_timeout_ms(struct vgb_display *d)
 	uint64_t now = vgb_now_ns(), next = UINT64_MAX;
 	struct cached_buffer *cb;
 
-	if (!s->connected) {
+	if (!s->connected && s->display) {
+		next = s->conn_deadline_ns;
+	} else if (!s->connected) {
 		if (!s->reconnect_at_ns)
 			return -1;
 		next = s->reconnect_at_ns;
