@@ -616,9 +616,22 @@ int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
 
 	if (r < 0)
 		return r;
-	if (!pump_until(d, done_seen, &want, 30000))
+	/* Generous: a GL weston in a TCG guest on a loaded host takes tens of seconds. */
+	if (!pump_until(d, done_seen, &want, 90000)) {
+		tap_diag("present_and_wait: the frame did not complete in 90 s");
 		return -ETIMEDOUT;
-	if (done_last == 0 && !settle(d, 30000))
+	}
+	if (done_last == 0 && !settle(d, 90000)) {
+		struct vgb_display_stats st;
+		vgb_display_get_stats(d, &st);
+		tap_diag("present_and_wait: commits not all answered in 90 s (%llu commits, %llu "
+			 "presented, %llu discarded, %llu lost, %u pending)",
+			 (unsigned long long)st.commits, (unsigned long long)st.frames_presented,
+			 (unsigned long long)st.frames_discarded, (unsigned long long)st.frames_lost,
+			 st.frames_pending);
 		return -ETIMEDOUT;
+	}
+	if (done_last < 0)
+		tap_diag("present_and_wait: the frame completed with %d", done_last);
 	return done_last;
 }
