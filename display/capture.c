@@ -57,6 +57,11 @@ struct capture_sink {
 	struct capture_job *head, *tail;
 	uint32_t queued;       /* jobs in the queue or being written */
 	uint64_t queued_bytes;
+	/* Buffers of written or dropped frames, kept for the next frames of that size: a fresh
+	 * allocation of a 4K frame costs a page fault per page, more than the copy into it. */
+	uint8_t *spare[MAX_QUEUED + 1];
+	size_t spare_bytes;
+	unsigned n_spare;
 	bool stop;
 	struct vgb_display_stats stats;
 };
@@ -187,6 +192,19 @@ static void job_free(struct capture_job *job)
 	}
 }
 
+/* Under the lock: keeps @job's buffer for reuse (a new size drops the old ones), frees @job. */
+static void job_recycle(struct capture_sink *s, struct capture_job *job)
+{
+	if (job->pixels && job->bytes != s->spare_bytes) {
+		while (s->n_spare)
+			free(s->spare[--s->n_spare]);
+		s->spare_bytes = job->bytes;
+	}
+	if (job->pixels && s->n_spare < VGB_ARRAY_SIZE(s->spare))
+		s->spare[s->n_spare++] = TAKE_PTR(job->pixels);
+	job_free(job);
+}
+
 static void *worker_main(void *data)
 {
 	struct capture_sink *s = data;
@@ -218,7 +236,7 @@ static void *worker_main(void *data)
 			s->stats.frames_lost++;
 		s->queued--;
 		s->queued_bytes -= job->bytes;
-		job_free(job);
+		job_recycle(s, job);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -237,7 +255,7 @@ static void enqueue(struct capture_sink *s, struct capture_job *job)
 		s->queued--;
 		s->queued_bytes -= old->bytes;
 		s->stats.frames_dropped++;
-		job_free(old);
+		job_recycle(s, old);
 	}
 	if (s->tail)
 		s->tail->next = job;
@@ -298,7 +316,14 @@ static int capture_present(struct vgb_display *d, const struct vgb_frame *frame)
 	job->height = frame->height;
 	job->fourcc = frame->fourcc;
 	job->bytes = (size_t)frame->width * 4 * frame->height;
-	job->pixels = malloc(job->bytes);
+	pthread_mutex_lock(&s->lock);
+	if (s->n_spare && s->spare_bytes == job->bytes) {
+		s->n_spare--;
+		job->pixels = TAKE_PTR(s->spare[s->n_spare]);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!job->pixels)
+		job->pixels = malloc(job->bytes);
 	if (!job->pixels) {
 		r = -ENOMEM;
 		goto out;
@@ -344,6 +369,8 @@ static void capture_destroy(struct vgb_display *d)
 		s->head = job->next;
 		job_free(job);
 	}
+	while (s->n_spare)
+		free(s->spare[--s->n_spare]);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	if (s->index)
