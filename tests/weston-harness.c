@@ -231,7 +231,7 @@ static int write_config(struct weston *w)
 	fprintf(f, "[core]\n"
 		   "require-input=false\n"
 		   "shell=%s\n"
-		   "repaint-window=%s\n"
+		   "%s%s%s"
 
 		   "[shell]\n"
 		   "startup-animation=none\n"
@@ -240,7 +240,7 @@ static int write_config(struct weston *w)
 		   "panel-position=none\n"
 		   "background-color=0xff000000\n",
 		getenv("VGB_TEST_SHELL") ? getenv("VGB_TEST_SHELL") : "desktop-shell.so",
-		window ? window : "7");
+		window ? "repaint-window=" : "", window ? window : "", window ? "\n" : "");
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
