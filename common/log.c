@@ -57,6 +57,11 @@ static void vlog(enum vgb_log_level level, const char *file, int line, const cha
 		writer(level, file, line, msg, writer_data);
 		return;
 	}
+	/* Source locations help whoever debugs, not the user reading an error: only at debug. */
+	if (vgb_log_get_level() < VGB_LOG_DEBUG) {
+		fprintf(stderr, "vgb %s: %s\n", level_names[level], msg);
+		return;
+	}
 	const char *base = strrchr(file, '/');
 	fprintf(stderr, "vgb %s %s:%d: %s\n", level_names[level], base ? base + 1 : file, line, msg);
 }

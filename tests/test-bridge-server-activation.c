@@ -158,8 +158,66 @@ static void test_activation(void)
 	unlink(notify_path);
 }
 
+/*
+ * Runs vgbridged with @args (NULL-terminated) and @env ("NAME=value" entries set, "NAME" entries
+ * unset), stderr into @out. Returns the exit status.
+ */
+static int run_capture(char *const args[], char *const env[], char *out, size_t size)
+{
+	char path[160];
+	char *argv[16] = { (char *)daemon_path };
+	unsigned n = 1;
+	int fd, status;
+	ssize_t got;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/stderr", dir);
+	for (unsigned i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	if (pid < 0)
+		tap_bail("fork");
+	if (pid == 0) {
+		int efd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (efd < 0 || devnull < 0 || dup2(efd, 2) < 0 || dup2(devnull, 1) < 0)
+			_exit(126);
+		for (unsigned i = 0; env && env[i]; i++) {
+			char *kv = strdup(env[i]), *eq = kv ? strchr(kv, '=') : NULL;
+			if (!kv)
+				_exit(125);
+			if (eq) {
+				*eq = 0;
+				setenv(kv, eq + 1, 1);
+			} else {
+				unsetenv(env[i]);
+			}
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(daemon_path, argv);
+		_exit(127);
+	}
+	status = wait_exit(pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	got = fd >= 0 ? read(fd, out, size - 1) : -1;
+	out[got > 0 ? got : 0] = 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	for (char *l = out; *l;) {
+		char *nl = strchr(l, '\n');
+		tap_diag("stderr: %.*s", nl ? (int)(nl - l) : (int)strlen(l), l);
+		if (!nl)
+			break;
+		l = nl + 1;
+	}
+	return status;
+}
+
 static void test_cli(void)
 {
+	char err[4096], want[256];
 	pid_t pid;
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
@@ -170,22 +228,101 @@ static void test_cli(void)
 		_exit(127);
 	}
 	tap_is_int(wait_exit(pid), 0, "--help exits 0");
-	pid = fork();
-	if (pid == 0) {
-		dup2(devnull, 2);
-		execl(daemon_path, daemon_path, "--max-clients", "many", (char *)NULL);
-		_exit(127);
-	}
-	tap_is_int(wait_exit(pid), 2, "a bad option value exits 2");
-	pid = fork();
-	if (pid == 0) {
-		dup2(devnull, 2);
-		execl(daemon_path, daemon_path, "--display", "none", "--virtual-device", "bar9=1M",
-		      "--socket", "/nonexistent/x.sock", (char *)NULL);
-		_exit(127);
-	}
-	tap_is_int(wait_exit(pid), 1, "a bad virtual device spec exits 1");
 	close(devnull);
+
+	char *bad_num[] = { "--max-clients", "many", NULL };
+	tap_is_int(run_capture(bad_num, NULL, err, sizeof(err)), 2, "a bad option value exits 2");
+	tap_ok(strstr(err, "'many'") && strstr(err, "4096"),
+	       "the error names the bad value and the range");
+
+	char *bad_display[] = { "--display", "bogus", NULL };
+	tap_is_int(run_capture(bad_display, NULL, err, sizeof(err)), 2,
+		   "--display bogus: usage error (exit 2)");
+	tap_ok(strstr(err, "'bogus'") && strstr(err, "wayland, capture:DIR, null, none"),
+	       "--display bogus: names it and lists the valid values");
+
+	/* No compositor behind the name: the socket tried is named, with what to do instead. */
+	char rt[160];
+	snprintf(rt, sizeof(rt), "XDG_RUNTIME_DIR=%s", dir);
+	char *wl_env[] = { rt, "WAYLAND_DISPLAY=vgb-no-compositor", NULL };
+	char *wl_args[] = { "--display", "wayland", "--socket", "/nonexistent/x.sock", NULL };
+	tap_is_int(run_capture(wl_args, wl_env, err, sizeof(err)), 1,
+		   "--display wayland without a compositor exits 1");
+	snprintf(want, sizeof(want), "%s/vgb-no-compositor", dir);
+	tap_ok(strstr(err, want) && strstr(err, "--display capture:DIR"),
+	       "it names the socket tried (%s) and what to do instead", want);
+	char *wl_env2[] = { rt, "WAYLAND_DISPLAY", NULL };
+	run_capture(wl_args, wl_env2, err, sizeof(err));
+	snprintf(want, sizeof(want), "%s/wayland-0", dir);
+	tap_ok(strstr(err, want) && strstr(err, "WAYLAND_DISPLAY is not set"),
+	       "without $WAYLAND_DISPLAY it names libwayland's default (%s)", want);
+
+	char *bad_vdev[] = { "--display", "none", "--virtual-device", "bar9=1M", "--socket",
+			     "/nonexistent/x.sock", NULL };
+	tap_is_int(run_capture(bad_vdev, NULL, err, sizeof(err)), 1,
+		   "a bad virtual device spec exits 1");
+	tap_ok(strstr(err, "'bar9=1M'") && strstr(err, "vgbctl vfio-info --virtual"),
+	       "--virtual-device: says how to find out why");
+	tap_ok(!strstr(err, ".c:"), "user-facing errors carry no source location");
+	char *bad_vdev_dbg[] = { "--display", "none", "--virtual-device", "bar9=1M", "--log-level",
+				 "debug", "--socket", "/nonexistent/x.sock", NULL };
+	run_capture(bad_vdev_dbg, NULL, err, sizeof(err));
+	tap_ok(strstr(err, ".c:") != NULL, "--log-level debug keeps source locations");
+}
+
+/*
+ * --allowed-uid: the socket is handed to that uid, and a peer with another uid (root here) is
+ * refused with EACCES while the daemon logs why.
+ */
+static void test_allowed_uid(void)
+{
+	char sock[128], notify_path[128], buf[256], logp[160], log[4096] = "";
+	struct vgb_client *c;
+	struct stat st = { 0 };
+	int nfd, lf;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		tap_skip("not root", "--allowed-uid hands the socket over only as root");
+		return;
+	}
+	snprintf(sock, sizeof(sock), "%s/uid.sock", dir);
+	snprintf(notify_path, sizeof(notify_path), "%s/notify-uid", dir);
+	snprintf(logp, sizeof(logp), "%s/uid.log", dir);
+	nfd = bind_unix(SOCK_DGRAM, notify_path, false);
+	lf = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	char *extra[] = { "--socket", sock, "--allowed-uid", "65534", NULL };
+	int saved = dup(2);
+	dup2(lf, 2); /* the child inherits it as its stderr */
+	pid = spawn(-1, 0, notify_path, extra);
+	dup2(saved, 2);
+	close(saved);
+	close(lf);
+	tap_ok(recv_notify(nfd, buf, sizeof(buf)) && strcmp(buf, "READY=1") == 0,
+	       "--allowed-uid 65534: ready");
+	int sr = stat(sock, &st);
+	tap_ok(sr == 0 && st.st_uid == 65534 && (st.st_mode & 0777) == 0600,
+	       "the socket belongs to uid 65534, mode 0600 (owner %u)", (unsigned)st.st_uid);
+	if (vgb_client_connect(sock, &c) == 0) {
+		tap_is_int(vgb_client_hello(c, NULL), -EACCES, "root is refused and told why (EACCES)");
+		vgb_client_destroy(c);
+	} else {
+		tap_ok(false, "root could not even connect");
+	}
+	kill(pid, SIGTERM);
+	recv_notify(nfd, buf, sizeof(buf));
+	wait_exit(pid);
+	int fd = open(logp, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, log, sizeof(log) - 1);
+		log[n > 0 ? n : 0] = 0;
+		close(fd);
+	}
+	tap_ok(strstr(log, "uid 0 is not the allowed uid 65534") != NULL,
+	       "the daemon logs why it refused");
+	unlink(logp);
+	close(nfd);
+	unlink(notify_path);
 }
 
 int main(int argc, char **argv)
@@ -199,6 +336,7 @@ int main(int argc, char **argv)
 		tap_bail("mkdtemp");
 	test_activation();
 	test_cli();
+	test_allowed_uid();
 	rmdir(dir);
 	return tap_done();
 }

@@ -751,12 +751,16 @@ static void test_listen(void)
 	tap_is_int(vgb_server_create(&o, &s2), -EINVAL, "a zero limit is refused");
 }
 
-/* A client with the wrong uid is refused (the allowed uid is set to someone else). */
+/*
+ * A client with the wrong uid is refused and told why (EACCES); the socket belongs to the allowed
+ * uid, so that it can connect at all; the (max_clients + 1)th client hears EUSERS.
+ */
 static void test_peercred(void)
 {
 	struct vgb_server_options o;
 	struct vgb_server *s2;
-	struct vgb_client *c;
+	struct vgb_client *c, *c2;
+	struct stat st;
 	char path[160];
 
 	vgb_server_options_init(&o);
@@ -764,11 +768,35 @@ static void test_peercred(void)
 	snprintf(path, sizeof(path), "%s/cred.sock", dir);
 	if (vgb_server_create(&o, &s2) < 0 || vgb_server_listen(s2, path) < 0)
 		tap_bail("server for the uid test");
+	if (stat(path, &st) < 0)
+		tap_bail("stat %s", path);
+	if (geteuid() == 0)
+		tap_ok(st.st_uid == o.allowed_uid &&
+			       (st.st_mode & 0777) == 0600,
+		       "the socket is handed to the allowed uid (owner %u, mode %o)",
+		       (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+	else
+		tap_ok((st.st_mode & 0777) == 0666,
+		       "not root: the socket is opened to all, SO_PEERCRED decides");
 	tap_is_int(vgb_client_connect(path, &c), 0, "connect with the wrong uid");
 	vgb_client_set_wait_hook(c, server_pump, s2);
-	tap_is_int(vgb_client_hello(c, NULL), -ECONNRESET,
-		   "SO_PEERCRED: a foreign uid is disconnected without service");
+	tap_is_int(vgb_client_hello(c, NULL), -EACCES,
+		   "SO_PEERCRED: a foreign uid is refused and told why (EACCES)");
 	tap_is_uint(vgb_server_client_count(s2), 0, "no client was created for it");
+	vgb_client_destroy(c);
+	vgb_server_destroy(s2);
+
+	vgb_server_options_init(&o);
+	o.max_clients = 1;
+	if (vgb_server_create(&o, &s2) < 0 || vgb_server_listen(s2, path) < 0)
+		tap_bail("server for the max-clients test");
+	tap_is_int(vgb_client_connect(path, &c), 0, "first client");
+	vgb_client_set_wait_hook(c, server_pump, s2);
+	tap_is_int(vgb_client_hello(c, NULL), 0, "served");
+	tap_is_int(vgb_client_connect(path, &c2), 0, "second client over --max-clients 1");
+	vgb_client_set_wait_hook(c2, server_pump, s2);
+	tap_is_int(vgb_client_hello(c2, NULL), -EUSERS, "refused and told why (EUSERS)");
+	vgb_client_destroy(c2);
 	vgb_client_destroy(c);
 	vgb_server_destroy(s2);
 }

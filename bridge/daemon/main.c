@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "memmap.h"
+#include "plumbing.h"
 #include "protocol.h"
 #include "server.h"
 #include "vhost-user.h"
@@ -21,7 +22,6 @@
 #include "vgb/util.h"
 #include "vgb/vfio.h"
 
-#define SD_LISTEN_FDS_START 3
 #define MAX_DEVICES 16
 
 static void usage(FILE *f)
@@ -33,12 +33,13 @@ static void usage(FILE *f)
 		"  --socket PATH            socket to create (default $XDG_RUNTIME_DIR/vgbridge.sock,\n"
 		"                           or /tmp/vgbridge-UID.sock); ignored under socket activation\n"
 		"  --vhost-user ...         run as QEMU's vhost-user-gpu backend (--vhost-user --help)\n"
-		"  --display SINK           wayland | capture:DIR | null | none (default: wayland when\n"
-		"                           $WAYLAND_DISPLAY is set, else none)\n"
+		"  --display SINK           " VGB_DAEMON_DISPLAY_CHOICES " (default: wayland\n"
+		"                           when $WAYLAND_DISPLAY is set, else none)\n"
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
 		"                           e.g. 'default' or 'bar2=64M,dmabuf=off'; repeatable\n"
 		"  --vfio BDF               add a host VFIO device (0000:00:03.0); repeatable\n"
-		"  --allowed-uid UID        peer uid allowed to connect (default: ours)\n"
+		"  --allowed-uid UID        the peer uid allowed to connect (default: ours); the socket\n"
+		"                           is handed to that uid (others are told EACCES)\n"
 		"  --max-clients N          (default 64)\n"
 		"  --max-entries N          entries per blob (default 16384)\n"
 		"  --max-blob-size BYTES    bytes per blob, K/M/G suffixes (default 256M)\n"
@@ -54,81 +55,6 @@ static void usage(FILE *f)
 		"\n"
 		"Supports systemd socket activation (LISTEN_FDS) and readiness (NOTIFY_SOCKET).\n"
 		"SIGTERM or SIGINT shut it down cleanly.\n");
-}
-
-/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
-static int notify(const char *state)
-{
-	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	socklen_t len;
-	_cleanup_close_ int fd = -1;
-	size_t n;
-
-	if (!path || !*path)
-		return 0;
-	n = strlen(path);
-	if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sa.sun_path))
-		return -EINVAL;
-	memcpy(sa.sun_path, path, n);
-	if (path[0] == '@')
-		sa.sun_path[0] = 0; /* abstract namespace */
-	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
-		return -errno;
-	return 1;
-}
-
-/* The fd systemd passed (LISTEN_PID/LISTEN_FDS), -ENOENT when not activated, or -errno. */
-static int listen_fd_from_env(void)
-{
-	const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
-	uint64_t pid, n;
-	int r;
-
-	if (!pid_s || !fds_s)
-		return -ENOENT;
-	r = vgb_parse_u64(pid_s, INT_MAX, &pid);
-	if (r < 0)
-		return r;
-	if ((pid_t)pid != getpid())
-		return -ENOENT; /* meant for another process */
-	r = vgb_parse_u64(fds_s, 64, &n);
-	if (r < 0)
-		return r;
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	if (n == 0)
-		return -ENOENT;
-	for (int fd = SD_LISTEN_FDS_START + 1; fd < SD_LISTEN_FDS_START + (int)n; fd++) {
-		vgb_log(VGB_LOG_WARN, "socket activation: ignoring extra fd %d", fd);
-		close(fd);
-	}
-	return SD_LISTEN_FDS_START;
-}
-
-static int create_display(const char *spec, struct vgb_display **ret)
-{
-	if (!spec)
-		spec = getenv("WAYLAND_DISPLAY") ? "wayland" : "none";
-	if (strcmp(spec, "none") == 0) {
-		*ret = NULL;
-		return 0;
-	}
-	if (strcmp(spec, "null") == 0)
-		return vgb_display_create_null(ret);
-	if (strcmp(spec, "wayland") == 0) {
-		/* A compositor that goes away (restart, crash) is retried every second. */
-		struct vgb_display_options o = { .reconnect_ms = 1000 };
-		return vgb_display_create_wayland(NULL, &o, ret);
-	}
-	if (strncmp(spec, "capture:", 8) == 0 && spec[8])
-		return vgb_display_create_capture(spec + 8, ret);
-	return -EINVAL;
 }
 
 enum {
@@ -177,8 +103,8 @@ int main(int argc, char **argv)
 	unsigned n_vdevs = 0, n_bdfs = 0;
 	struct vgb_display *display = NULL;
 	struct vgb_server *server = NULL;
-	char default_path[108];
-	uint64_t v;
+	char default_path[108], err[512];
+	uint64_t v, lim;
 	int o, r, lfd;
 
 	/* The vhost-user-gpu backend (bridge/vhost-user/vhost-user.h) has its own loop and QEMU's options. */
@@ -189,6 +115,7 @@ int main(int argc, char **argv)
 	vgb_server_options_init(&opts);
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		r = 0;
+		lim = 0;
 		switch (o) {
 		case OPT_SOCKET:
 			socket_path = optarg;
@@ -208,41 +135,41 @@ int main(int argc, char **argv)
 				bdfs[n_bdfs++] = optarg;
 			break;
 		case OPT_UID:
-			r = vgb_parse_u64(optarg, UINT32_MAX - 1, &v);
+			r = vgb_parse_u64(optarg, lim = UINT32_MAX - 1, &v);
 			opts.allowed_uid = (uid_t)v;
 			break;
 		case OPT_MAX_CLIENTS:
-			r = vgb_parse_u64(optarg, 4096, &v);
+			r = vgb_parse_u64(optarg, lim = 4096, &v);
 			opts.max_clients = (unsigned)v;
 			break;
 		case OPT_MAX_ENTRIES:
 			/* One blob's entries must fit one packet: 16 bytes each after the
 			 * headers (protocol, VIRTIO_GPU_CMD prefix, RESOURCE_CREATE_BLOB). */
-			r = vgb_parse_u64(optarg, (VGB_PROTO_MAX_MSG - 16 - 8 - 48) / 16, &v);
+			r = vgb_parse_u64(optarg, lim = (VGB_PROTO_MAX_MSG - 16 - 8 - 48) / 16, &v);
 			opts.max_entries = (uint32_t)v;
 			break;
 		case OPT_MAX_BLOB:
-			r = vgb_parse_u64(optarg, 1ull << 40, &v);
+			r = vgb_parse_u64(optarg, lim = 1ull << 40, &v);
 			opts.max_blob_size = v;
 			break;
 		case OPT_MAX_RES:
-			r = vgb_parse_u64(optarg, 1u << 20, &v);
+			r = vgb_parse_u64(optarg, lim = 1u << 20, &v);
 			opts.max_resources = (uint32_t)v;
 			break;
 		case OPT_MAX_WINDOWS:
-			r = vgb_parse_u64(optarg, VGB_MEMMAP_MAX_WINDOWS, &v);
+			r = vgb_parse_u64(optarg, lim = VGB_MEMMAP_MAX_WINDOWS, &v);
 			opts.max_windows = (uint32_t)v;
 			break;
 		case OPT_MAX_PENDING:
-			r = vgb_parse_u64(optarg, 65536, &v);
+			r = vgb_parse_u64(optarg, lim = 65536, &v);
 			opts.max_pending = (uint32_t)v;
 			break;
 		case OPT_SCANOUTS:
-			r = vgb_parse_u64(optarg, 16, &v);
+			r = vgb_parse_u64(optarg, lim = 16, &v);
 			opts.num_scanouts = (uint32_t)v;
 			break;
 		case OPT_FENCE:
-			r = vgb_parse_u64(optarg, 10000, &v);
+			r = vgb_parse_u64(optarg, lim = 10000, &v);
 			opts.fence_timeout_ms = (uint32_t)v;
 			break;
 		case OPT_NO_PATHS:
@@ -264,8 +191,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		if (r < 0) {
-			fprintf(stderr, "vgbridged: bad value for --%s: '%s'\n",
-				longopts[o - OPT_SOCKET].name, optarg);
+			if (o == OPT_LOG)
+				fprintf(stderr, "vgbridged: bad value for --log-level: '%s' (error, "
+					"warn, info or debug)\n", optarg);
+			else
+				fprintf(stderr, "vgbridged: bad value for --%s: '%s' (a number from 0 "
+					"to %llu)\n", longopts[o - OPT_SOCKET].name, optarg,
+					(unsigned long long)lim);
 			return 2;
 		}
 	}
@@ -274,10 +206,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	r = create_display(display_spec, &display);
+	r = vgb_daemon_display_create(display_spec, NULL, NULL, &display, err, sizeof(err));
 	if (r < 0) {
-		vgb_log_errno(VGB_LOG_ERROR, r, "display '%s'", display_spec ? display_spec : "");
-		return 1;
+		fprintf(stderr, "vgbridged: %s\n", err);
+		return r == -EINVAL ? 2 : 1;
 	}
 	opts.display = display;
 	r = vgb_server_create(&opts, &server);
@@ -291,7 +223,10 @@ int main(int argc, char **argv)
 
 		r = vgb_vfio_vdev_create(spec, &dev);
 		if (r < 0) {
-			vgb_log_errno(VGB_LOG_ERROR, r, "virtual device '%s'", vdevs[i]);
+			vgb_log_errno(VGB_LOG_ERROR, r,
+				      "virtual device '%s' (docs/virtual-device.md; run "
+				      "`vgbctl vfio-info --virtual '%s'` or add --log-level debug to "
+				      "see why)", spec, spec);
 			goto out;
 		}
 		r = vgb_server_add_device(server, dev);
@@ -318,33 +253,43 @@ int main(int argc, char **argv)
 		vgb_log(VGB_LOG_INFO, "device %d: vfio %s (caps 0x%x)", r, dev->name, dev->caps);
 	}
 
-	lfd = listen_fd_from_env();
+	lfd = vgb_daemon_activation_fd();
 	if (lfd >= 0) {
 		r = vgb_server_adopt_listen_fd(server, lfd);
 		if (r < 0) {
-			vgb_log_errno(VGB_LOG_ERROR, r, "socket activation: fd %d", lfd);
+			vgb_log_errno(VGB_LOG_ERROR, r,
+				      "socket activation: fd %d is not a listening AF_UNIX "
+				      "SOCK_SEQPACKET socket (ListenSequentialPacket= in the .socket unit)",
+				      lfd);
 			goto out;
 		}
 		vgb_log(VGB_LOG_INFO, "listening on the socket systemd passed");
 	} else if (lfd != -ENOENT) {
 		r = lfd;
-		vgb_log_errno(VGB_LOG_ERROR, r, "bad LISTEN_PID/LISTEN_FDS");
+		vgb_log(VGB_LOG_ERROR, "malformed LISTEN_PID/LISTEN_FDS in the environment");
 		goto out;
 	} else {
 		if (!socket_path) {
-			const char *rt = getenv("XDG_RUNTIME_DIR");
-			if (rt && *rt)
-				snprintf(default_path, sizeof(default_path), "%s/vgbridge.sock", rt);
-			else
-				snprintf(default_path, sizeof(default_path), "/tmp/vgbridge-%u.sock",
-					 (unsigned)getuid());
+			r = vgb_daemon_default_socket("vgbridge.sock", default_path,
+						      sizeof(default_path));
+			if (r < 0) {
+				vgb_log(VGB_LOG_ERROR, "$XDG_RUNTIME_DIR is too long for a socket "
+					"path: give --socket PATH");
+				goto out;
+			}
 			socket_path = default_path;
 		}
 		r = vgb_server_listen(server, socket_path);
-		if (r < 0) {
+		if (r == -EADDRINUSE)
+			vgb_log(VGB_LOG_ERROR, "%s: another daemon is listening there (stop it, or "
+				"give another --socket)", socket_path);
+		else if (r == -EEXIST)
+			vgb_log(VGB_LOG_ERROR, "%s exists and is not a socket: remove it or give "
+				"another --socket", socket_path);
+		else if (r < 0)
 			vgb_log_errno(VGB_LOG_ERROR, r, "cannot listen on %s", socket_path);
+		if (r < 0)
 			goto out;
-		}
 		vgb_log(VGB_LOG_INFO, "listening on %s", socket_path);
 	}
 	r = vgb_server_watch_signals(server);
@@ -355,12 +300,12 @@ int main(int argc, char **argv)
 	vgb_log(VGB_LOG_INFO, "ready: display %s, %d daemon device(s), allowed uid %u",
 		display ? display->ops->name : "none", (int)(n_vdevs + n_bdfs),
 		(unsigned)opts.allowed_uid);
-	r = notify("READY=1");
+	r = vgb_daemon_notify("READY=1");
 	if (r < 0)
 		vgb_log_errno(VGB_LOG_WARN, r, "sd_notify");
 
 	r = vgb_server_run(server);
-	notify("STOPPING=1");
+	vgb_daemon_notify("STOPPING=1");
 out:
 	vgb_server_destroy(server);
 	vgb_display_destroy(display);

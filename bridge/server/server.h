@@ -23,7 +23,8 @@ struct vgb_display;
 struct vgb_vfio_device;
 
 struct vgb_server_options {
-	uid_t allowed_uid;          /* SO_PEERCRED uid allowed to connect; default getuid() */
+	uid_t allowed_uid;          /* SO_PEERCRED uid allowed to connect; default getuid(). Other
+				     * peers get -EACCES as the reply to their first request. */
 	unsigned max_clients;       /* default 64 */
 	uint32_t max_entries;       /* entries per blob; default 16384 */
 	uint64_t max_blob_size;     /* bytes per blob; default 256 MiB */
@@ -48,9 +49,10 @@ void vgb_server_options_init(struct vgb_server_options *ret);
 int vgb_server_create(const struct vgb_server_options *opts, struct vgb_server **ret);
 
 /*
- * Binds and listens on @path with mode 0600. A stale socket file (nobody accepting) is
- * replaced; a live one gives -EADDRINUSE. The file is unlinked by vgb_server_destroy().
- * Returns 0 or -errno.
+ * Binds and listens on @path with mode 0600, handed to opts.allowed_uid when that is another
+ * uid (bridge/plumbing/plumbing.h, vgb_listen_socket_open). A stale socket file (nobody accepting)
+ * is replaced; a live one gives -EADDRINUSE, a file that is not a socket -EEXIST. The file is
+ * unlinked by vgb_server_destroy() if it is still ours. Returns 0 or -errno.
  */
 int vgb_server_listen(struct vgb_server *s, const char *path);
 

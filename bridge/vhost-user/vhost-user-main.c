@@ -26,6 +26,7 @@
 #include "vgb/util.h"
 
 #include "gpu.h"
+#include "plumbing.h"
 #include "vhost-user.h"
 
 #define MAX_CONNS 16u
@@ -39,7 +40,9 @@ struct conn {
 };
 
 struct daemon {
-	int epoll_fd, listen_fd, signal_fd;
+	int epoll_fd, signal_fd;
+	struct vgb_listen_socket listen;
+	struct vgb_display_watch display_watch;
 	const char *socket_path;
 	const char *stats_path;
 	bool single; /* --fd: serve one connection, then exit */
@@ -50,54 +53,31 @@ struct daemon {
 	uint64_t serial, connections, disconnects;
 };
 
+/* "vgbridge-vhost-user-gpu" or "vgbridged --vhost-user", as the user typed it. */
+static const char *prog = "vgbridge-vhost-user-gpu";
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vgbridged --vhost-user (--socket-path PATH | --fd N) [options]\n"
-		"       vgbridged --vhost-user --print-capabilities\n"
+		"Usage: %s (--socket-path PATH | --fd N) [options]\n"
+		"       %s --print-capabilities\n"
 		"\n"
 		"A vhost-user-gpu backend for QEMU's vhost-user-gpu-pci device.\n"
-		"  --socket-path PATH   listen on PATH; serve each VM that connects\n"
+		"  --socket-path PATH   listen on PATH; serve each VM that connects (under systemd\n"
+		"                       socket activation, the passed socket instead)\n"
 		"  --fd N               serve the connected socket N (inherited), then exit\n"
 		"  --print-capabilities print the backend's capabilities as JSON and exit\n"
 		"  --qemu-display       send frames to QEMU's UI instead of the compositor\n"
-		"  --display KIND       wayland (default), capture:DIR, null or none\n"
+		"  --display KIND       " VGB_DAEMON_DISPLAY_CHOICES " (default: wayland when\n"
+		"                       $WAYLAND_DISPLAY is set, else none)\n"
 		"  --wayland-display N  compositor socket (default $WAYLAND_DISPLAY)\n"
 		"  --width W --height H display size reported to the guest (default 1280x800)\n"
 		"  --stats-file PATH    write counters to PATH on SIGUSR1 and after each VM\n"
-		"  --log-level LEVEL    error, warn, info, debug\n");
-}
-
-static int listen_on(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	/* A stale socket file (nobody accepting) is replaced; a live one is an error. */
-	if (access(path, F_OK) == 0) {
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(probe);
-			close(fd);
-			return -EADDRINUSE;
-		}
-		vgb_close(probe);
-		unlink(path);
-	}
-	mode_t old = umask(0077);
-	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (r < 0 || listen(fd, 4) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
+		"  --log-level LEVEL    error, warn, info, debug\n"
+		"  --help               show this text\n"
+		"\n"
+		"Readiness goes to $NOTIFY_SOCKET (sd_notify). SIGTERM or SIGINT stop it.\n",
+		prog, prog);
 }
 
 /* For the leak checks of the vm suite: what the daemon holds now. */
@@ -253,6 +233,9 @@ static int run(struct daemon *d)
 {
 	while (!d->stop) {
 		struct epoll_event evs[16];
+
+		vgb_daemon_display_watch(&d->display_watch, d->display, d->epoll_fd,
+					 TAG(TAG_DISPLAY, 0));
 		int n = epoll_wait(d->epoll_fd, evs, VGB_ARRAY_SIZE(evs), next_timeout(d));
 		if (n < 0) {
 			if (errno == EINTR)
@@ -264,7 +247,7 @@ static int run(struct daemon *d)
 			uint32_t idx = (uint32_t)evs[i].data.u64;
 			switch (kind) {
 			case TAG_LISTEN: {
-				int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				int fd = accept4(d->listen.fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0) {
 					int r = add_conn(d, fd);
 					if (r < 0)
@@ -305,30 +288,16 @@ static int run(struct daemon *d)
 	return 0;
 }
 
-static int create_display(const char *kind, const char *wl_name, struct vgb_display **ret)
+/* A number option: the one parser, the bad value named. */
+static int parse_u32_option(const char *name, const char *s, uint32_t max, uint32_t *ret)
 {
-	if (!kind || strcmp(kind, "wayland") == 0) {
-		struct vgb_display_options o = { .title = "vgbridge vhost-user-gpu", .timeout_ms = 1000 };
-		return vgb_display_create_wayland(wl_name, &o, ret);
-	}
-	if (strcmp(kind, "none") == 0) {
-		*ret = NULL; /* flushes complete at once */
-		return 0;
-	}
-	if (strcmp(kind, "null") == 0)
-		return vgb_display_create_null(ret);
-	if (strncmp(kind, "capture:", 8) == 0)
-		return vgb_display_create_capture(kind + 8, ret);
-	return -EINVAL;
-}
+	uint64_t v;
 
-static int parse_u32(const char *s, uint32_t *ret)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > UINT32_MAX)
+	if (vgb_parse_u64(s, max, &v) < 0) {
+		fprintf(stderr, "%s: bad value for --%s: '%s' (a number from 0 to %u)\n", prog, name,
+			s, max);
 		return -EINVAL;
+	}
 	*ret = (uint32_t)v;
 	return 0;
 }
@@ -352,20 +321,27 @@ int vgb_vhost_user_main(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ 0 },
 	};
-	struct daemon d = { .epoll_fd = -1, .listen_fd = -1, .signal_fd = -1 };
+	struct daemon d = { .epoll_fd = -1, .listen = { .fd = -1 }, .signal_fd = -1,
+			    .display_watch = { .fd = -1 } };
 	const char *display_kind = NULL, *wl_name = NULL;
-	int conn_fd = -1, c, r, status = 1;
+	char err[512];
+	uint32_t fd_arg = 0;
+	int conn_fd = -1, c, r, status = 1, lfd;
 	bool caps = false;
+
+	prog = "vgbridge-vhost-user-gpu";
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--vhost-user") == 0)
+			prog = "vgbridged --vhost-user";
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_SOCKET: d.socket_path = optarg; break;
 		case O_FD:
-			if (parse_u32(optarg, (uint32_t *)&conn_fd) < 0 || conn_fd < 0) {
-				fprintf(stderr, "vgbridged: bad --fd %s\n", optarg);
+			if (parse_u32_option("fd", optarg, INT32_MAX, &fd_arg) < 0)
 				return 2;
-			}
+			conn_fd = (int)fd_arg;
 			break;
 		case O_CAPS: caps = true; break;
 		case O_QEMU: d.opts.qemu_display = true; break;
@@ -373,17 +349,17 @@ int vgb_vhost_user_main(int argc, char **argv)
 		case O_WL: wl_name = optarg; break;
 		case O_W:
 		case O_H:
-			if (parse_u32(optarg, c == O_W ? &d.opts.display_width
-						   : &d.opts.display_height) < 0) {
-				fprintf(stderr, "vgbridged: bad size %s\n", optarg);
+			if (parse_u32_option(c == O_W ? "width" : "height", optarg, 16384,
+					     c == O_W ? &d.opts.display_width
+						      : &d.opts.display_height) < 0)
 				return 2;
-			}
 			break;
 		case O_STATS: d.stats_path = optarg; break;
 		case O_LOG:
 			r = vgb_log_parse_level(optarg);
 			if (r < 0) {
-				fprintf(stderr, "vgbridged: bad --log-level %s\n", optarg);
+				fprintf(stderr, "%s: bad value for --log-level: '%s' (error, warn, "
+					"info or debug)\n", prog, optarg);
 				return 2;
 			}
 			vgb_log_set_level((enum vgb_log_level)r);
@@ -394,15 +370,20 @@ int vgb_vhost_user_main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		usage(stderr);
+		fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
 		return 2;
 	}
 	if (caps) {
 		vgb_vhost_print_capabilities(stdout);
 		return fflush(stdout) == 0 ? 0 : 1;
 	}
-	if ((d.socket_path != NULL) == (conn_fd >= 0)) {
-		fprintf(stderr, "vgbridged: give exactly one of --socket-path and --fd\n");
+	lfd = vgb_daemon_activation_fd();
+	if (lfd == -EINVAL) {
+		fprintf(stderr, "%s: malformed LISTEN_PID/LISTEN_FDS in the environment\n", prog);
+		return 2;
+	}
+	if (lfd < 0 && (d.socket_path != NULL) == (conn_fd >= 0)) {
+		fprintf(stderr, "%s: give exactly one of --socket-path and --fd\n", prog);
 		return 2;
 	}
 
@@ -423,55 +404,68 @@ int vgb_vhost_user_main(int argc, char **argv)
 		goto out;
 
 	if (!d.opts.qemu_display) {
-		r = create_display(display_kind, wl_name, &d.display);
+		r = vgb_daemon_display_create(display_kind, wl_name, "vgbridge vhost-user-gpu",
+					      &d.display, err, sizeof(err));
 		if (r < 0) {
-			vgb_log_errno(VGB_LOG_ERROR, r, "vgbridged: display %s",
-				      display_kind ? display_kind : "wayland");
+			fprintf(stderr, "%s: %s\n", prog, err);
+			status = r == -EINVAL ? 2 : 1;
 			goto out;
 		}
 		d.opts.display = d.display;
-		int dfd = d.display ? vgb_display_get_fd(d.display) : -1;
-		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_DISPLAY, 0) };
-		if (dfd >= 0 && epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, dfd, &ev) < 0)
-			goto out;
 	}
 
-	if (d.socket_path) {
-		d.listen_fd = listen_on(d.socket_path);
-		if (d.listen_fd < 0) {
-			vgb_log_errno(VGB_LOG_ERROR, d.listen_fd, "vgbridged: listen on %s",
-				      d.socket_path);
+	if (lfd >= 0) {
+		r = vgb_listen_socket_adopt(lfd, SOCK_STREAM, &d.listen);
+		if (r < 0) {
+			vgb_log(VGB_LOG_ERROR, "socket activation: fd %d is not a listening AF_UNIX "
+				"stream socket (ListenStream= in the .socket unit)", lfd);
 			goto out;
 		}
-		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_LISTEN, 0) };
-		if (epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.listen_fd, &ev) < 0)
+		vgb_log(VGB_LOG_INFO, "vhost-user: listening on the socket systemd passed");
+	} else if (d.socket_path) {
+		r = vgb_listen_socket_open(d.socket_path, SOCK_STREAM, geteuid(), &d.listen);
+		if (r == -EADDRINUSE)
+			vgb_log(VGB_LOG_ERROR, "%s: another backend is listening there (stop it, or "
+				"give another --socket-path)", d.socket_path);
+		else if (r == -EEXIST)
+			vgb_log(VGB_LOG_ERROR, "%s exists and is not a socket: remove it or give "
+				"another --socket-path", d.socket_path);
+		else if (r < 0)
+			vgb_log_errno(VGB_LOG_ERROR, r, "cannot listen on %s", d.socket_path);
+		if (r < 0)
 			goto out;
 		vgb_log(VGB_LOG_INFO, "vhost-user: listening on %s", d.socket_path);
+	}
+	if (d.listen.fd >= 0) {
+		ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG(TAG_LISTEN, 0) };
+		if (epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.listen.fd, &ev) < 0)
+			goto out;
 	} else {
 		int fd = fcntl(conn_fd, F_DUPFD_CLOEXEC, 3);
 		if (fd < 0) {
-			vgb_log(VGB_LOG_ERROR, "vgbridged: --fd %d is not open", conn_fd);
+			vgb_log(VGB_LOG_ERROR, "--fd %d is not an open descriptor", conn_fd);
 			goto out;
 		}
 		close(conn_fd);
 		d.single = true;
 		r = add_conn(&d, fd);
 		if (r < 0) {
-			vgb_log_errno(VGB_LOG_ERROR, r, "vgbridged: --fd");
+			vgb_log_errno(VGB_LOG_ERROR, r, "--fd %d", conn_fd);
 			goto out;
 		}
 	}
+	r = vgb_daemon_notify("READY=1");
+	if (r < 0)
+		vgb_log_errno(VGB_LOG_WARN, r, "sd_notify");
 
 	r = run(&d);
+	vgb_daemon_notify("STOPPING=1");
 	status = r < 0 ? 1 : 0;
 out:
 	for (unsigned i = 0; i < MAX_CONNS; i++)
 		drop_conn(&d, i, -ESHUTDOWN);
 	write_stats(&d);
-	if (d.listen_fd >= 0) {
-		close(d.listen_fd);
-		unlink(d.socket_path);
-	}
+	vgb_listen_socket_close(&d.listen);
 	vgb_display_destroy(d.display);
 	vgb_close(d.signal_fd);
 	vgb_close(d.epoll_fd);

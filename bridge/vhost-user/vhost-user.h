@@ -15,10 +15,10 @@
  * feeding vgb_gpu_process(); fenced commands complete when the display has taken the frame.
  *
  * Display: frames go to the display sink given in the options (the Wayland compositor in
- * vgbridged), or, with qemu_display, to QEMU's UI over the vhost-user-gpu socket (SCANOUT +
- * UPDATE, or DMABUF_SCANOUT + DMABUF_UPDATE when a frame has a dmabuf). Either way the GPU
- * socket's handshake and GET_EDID are answered; GET_DISPLAY_INFO is asked of QEMU in
- * qemu_display mode and answered from the sink's limits otherwise.
+ * vgbridged), or, with qemu_display, to QEMU's UI over the vhost-user-gpu socket: the QEMU
+ * display sink (display/qemu.c, vgb/display-qemu.h) owns that socket either way. GET_EDID is
+ * asked of QEMU when it offers it; GET_DISPLAY_INFO in qemu_display mode (else it is answered
+ * from the sink's limits).
  *
  * Each dev has its own epoll fd holding its sockets and kick eventfds: the caller's loop polls
  * that fd and calls vgb_vhost_dev_dispatch(). Single-threaded.
@@ -27,6 +27,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "vgb/display-qemu.h" /* the vhost-user-gpu wire */
 
 struct vgb_display;
 struct vgb_vhost_dev;
@@ -123,60 +125,6 @@ struct vgb_vhost_user_config {
 	uint8_t region[VGB_VHOST_USER_MAX_CONFIG];
 };
 _Static_assert(sizeof(struct vgb_vhost_user_config) == 12 + 256, "config");
-
-/* ---- wire: vhost-user-gpu (backend <-> QEMU's display), QEMU_PACKED in QEMU ---- */
-
-enum vgb_vhost_gpu_request {
-	VGB_VHOST_GPU_GET_PROTOCOL_FEATURES = 1,
-	VGB_VHOST_GPU_SET_PROTOCOL_FEATURES = 2,
-	VGB_VHOST_GPU_GET_DISPLAY_INFO = 3,
-	VGB_VHOST_GPU_CURSOR_POS = 4,
-	VGB_VHOST_GPU_CURSOR_POS_HIDE = 5,
-	VGB_VHOST_GPU_CURSOR_UPDATE = 6,
-	VGB_VHOST_GPU_SCANOUT = 7,
-	VGB_VHOST_GPU_UPDATE = 8,
-	VGB_VHOST_GPU_DMABUF_SCANOUT = 9,
-	VGB_VHOST_GPU_DMABUF_UPDATE = 10,
-	VGB_VHOST_GPU_GET_EDID = 11,
-	VGB_VHOST_GPU_DMABUF_SCANOUT2 = 12,
-};
-
-#define VGB_VHOST_GPU_FLAG_REPLY (1u << 2)
-#define VGB_VHOST_GPU_PROTOCOL_F_EDID 0
-#define VGB_VHOST_GPU_PROTOCOL_F_DMABUF2 1
-
-struct vgb_vhost_gpu_cursor_pos {
-	uint32_t scanout_id, x, y;
-} __attribute__((packed));
-
-struct vgb_vhost_gpu_cursor_update {
-	struct vgb_vhost_gpu_cursor_pos pos;
-	uint32_t hot_x, hot_y;
-	uint32_t data[64 * 64];
-} __attribute__((packed));
-_Static_assert(sizeof(struct vgb_vhost_gpu_cursor_update) == 20 + 16384, "cursor update");
-
-struct vgb_vhost_gpu_scanout {
-	uint32_t scanout_id, width, height;
-} __attribute__((packed));
-
-struct vgb_vhost_gpu_update {
-	uint32_t scanout_id, x, y, width, height;
-	/* followed by width * height * 4 bytes, x8r8g8b8, rows width * 4 apart */
-} __attribute__((packed));
-_Static_assert(sizeof(struct vgb_vhost_gpu_update) == 20, "update");
-
-struct vgb_vhost_gpu_dmabuf_scanout {
-	uint32_t scanout_id, x, y, width, height;
-	uint32_t fd_width, fd_height, fd_stride, fd_flags;
-	int32_t fd_drm_fourcc;
-	uint64_t modifier; /* DMABUF_SCANOUT2 only */
-} __attribute__((packed));
-_Static_assert(sizeof(struct vgb_vhost_gpu_dmabuf_scanout) == 48, "dmabuf scanout2");
-
-struct vgb_vhost_gpu_edid_request {
-	uint32_t scanout_id;
-} __attribute__((packed));
 
 /* ---- the backend ---- */
 
