@@ -17,6 +17,9 @@
 #include "protocol.h"
 #include "server.h"
 #include "vhost-user.h"
+#ifdef VGB_HAVE_QEMU_DBUS
+#include "qemu-dbus-main.h"
+#endif
 #include "vgb/display.h"
 #include "vgb/log.h"
 #include "vgb/util.h"
@@ -33,6 +36,8 @@ static void usage(FILE *f)
 		"  --socket PATH            socket to create (default $XDG_RUNTIME_DIR/vgbridge.sock,\n"
 		"                           or /tmp/vgbridge-UID.sock); ignored under socket activation\n"
 		"  --vhost-user ...         run as QEMU's vhost-user-gpu backend (--vhost-user --help)\n"
+		"  --qemu-dbus ADDRESS ...  show QEMU's D-Bus display (-display dbus); also\n"
+		"  --qemu-dbus-fd N ...     --qemu-dbus-fd N for p2p (--qemu-dbus --help)\n"
 		"  --display SINK           " VGB_DAEMON_DISPLAY_CHOICES " (default: wayland\n"
 		"                           when $WAYLAND_DISPLAY is set, else none)\n"
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
@@ -111,6 +116,20 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--vhost-user") == 0)
 			return vgb_vhost_user_main(argc, argv);
+	/* QEMU's D-Bus display front end (bridge/qemu-dbus/) has its own loop too. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--qemu-dbus") == 0 || strcmp(argv[i], "--qemu-dbus-fd") == 0 ||
+		    strncmp(argv[i], "--qemu-dbus=", 12) == 0 ||
+		    strncmp(argv[i], "--qemu-dbus-fd=", 15) == 0) {
+#ifdef VGB_HAVE_QEMU_DBUS
+			return vgb_qemu_dbus_main(argc, argv);
+#else
+			fprintf(stderr, "vgbridged: built without the QEMU D-Bus display front end "
+					"(install libglib2.0-dev and rebuild)\n");
+			return 2;
+#endif
+		}
+	}
 
 	vgb_server_options_init(&opts);
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

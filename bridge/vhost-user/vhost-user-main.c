@@ -157,9 +157,10 @@ static void write_stats(struct daemon *d)
 		vgb_display_get_stats(d->display, &ds);
 		fprintf(f,
 			"display frames_presented %" PRIu64 " frames_dropped %" PRIu64
-			" bytes_copied %" PRIu64 " copies %" PRIu64 " path %s connected %d\n",
+			" bytes_copied %" PRIu64 " copies %" PRIu64 " path %s connected %d"
+			" latency_p50_ns %" PRIu64 "\n",
 			ds.frames_presented, ds.frames_dropped, ds.bytes_copied, ds.copies,
-			vgb_present_path_name(ds.last_path), ds.connected);
+			vgb_present_path_name(ds.last_path), ds.connected, ds.latency_p50_ns);
 	}
 	if (fclose(f) == 0)
 		rename(tmp, d->stats_path);
