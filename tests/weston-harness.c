@@ -611,9 +611,11 @@ int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
 
 	if (r < 0)
 		return r;
-	if (!pump_until(d, done_seen, &want, 30000))
+	/* Generous: the first frame under weston --use-gl in a TCG guest compiles llvmpipe
+	 * shaders, which takes tens of seconds when the host is busy. */
+	if (!pump_until(d, done_seen, &want, 90000))
 		return -ETIMEDOUT;
-	if (done_last == 0 && !settle(d, 30000))
+	if (done_last == 0 && !settle(d, 90000))
 		return -ETIMEDOUT;
 	return done_last;
 }
