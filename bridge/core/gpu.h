@@ -21,6 +21,10 @@
  * completes when the display has taken the frame, or at the fence deadline; later fenced
  * commands of the same timeline wait behind it. Unfenced commands always answer at once.
  *
+ * Inside: decode.c turns the bytes into a struct vgb_gpu_cmd (no state), the processor keeps
+ * ids, scanouts, guest blobs and fences, and a renderer (renderer.h; the 2D software renderer
+ * today) owns the pixels of the resources it creates.
+ *
  * Not thread-safe: call everything from the loop that dispatches the display.
  */
 
@@ -38,6 +42,9 @@ struct vgb_gpu;
 
 /* Largest response vgb_gpu_process() writes (OK_EDID, 1056 bytes). */
 #define VGB_GPU_MAX_RESP 1056u
+
+/* Largest SUBMIT_3D command stream accepted (bytes). */
+#define VGB_GPU_MAX_SUBMIT (4u << 20)
 
 struct vgb_gpu_limits {
 	uint32_t max_entries;      /* per blob or backing; default 16384 */
