@@ -83,7 +83,7 @@ static int vgem_dmabuf(int card, struct vgb_dmabuf *ret)
 int main(void)
 {
 	struct vgb_display_options opts = { .title = "vgemvm", .fullscreen = true,
-					    .timeout_ms = 30000 };
+					    .timeout_ms = 120000 /* llvmpipe in TCG, busy host */ };
 	struct vgb_display *d = NULL;
 	struct vgb_display_stats st;
 	struct vgb_dmabuf vgem, fake;
