@@ -237,7 +237,7 @@ static void test_malformed(void)
 	} dev_bad = { { .kind = VGB_DEVICE_VIRTUAL, .path_len = 9 }, "bar2=zzzz" },
 	  dev_long = { { .kind = VGB_DEVICE_VIRTUAL, .path_len = 256 }, "" },
 	  dev_nul = { { .kind = VGB_DEVICE_VIRTUAL, .path_len = 7 }, "def\0ult" },
-	  dev_kind = { { .kind = 4, .path_len = 7 }, "default" },
+	  dev_kind = { { .kind = 6, .path_len = 7 }, "default" },
 	  dev_nofd = { { .kind = VGB_DEVICE_FD, .path_len = 0 }, "" };
 	struct {
 		struct vgb_msg_gpu_cmd h;

@@ -22,7 +22,7 @@
 
 #define MAX_WESTONS 8
 /* Generous: under TCG with llvmpipe (the vm suite) weston has taken more than 10 s. */
-#define START_TIMEOUT_MS 60000
+#define START_TIMEOUT_MS 150000 /* weston --use-gl on llvmpipe in a TCG guest on a loaded host */
 
 struct harness_conn {
 	struct wl_display *display;

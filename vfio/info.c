@@ -18,6 +18,8 @@ static const char *errno_name(int err)
 
 static const char *probe_name(const struct vgb_vfio_device *dev)
 {
+	if (dev->path == VGB_VFIO_PATH_VFIO_USER)
+		return "none";
 	switch (dev->dmabuf_probe) {
 	case VGB_VFIO_PROBE_OK: return "ok";
 	case VGB_VFIO_PROBE_ENOTTY: return "ENOTTY";
@@ -29,6 +31,8 @@ static const char *probe_name(const struct vgb_vfio_device *dev)
 
 static const char *probe_meaning(const struct vgb_vfio_device *dev)
 {
+	if (dev->path == VGB_VFIO_PATH_VFIO_USER)
+		return "the vfio-user protocol has no DMA_BUF: views map the server's region fds";
 	switch (dev->dmabuf_probe) {
 	case VGB_VFIO_PROBE_OK: return "the device exports BAR ranges as dmabufs";
 	case VGB_VFIO_PROBE_ENOTTY: return "the kernel has no VFIO DMA_BUF feature; Linux 6.19 added it";

@@ -34,4 +34,19 @@ const char *vgb_vfio_region_name(uint32_t index);
  */
 void vgb_vfio_probe_dmabuf(struct vgb_vfio_device *dev);
 
+/*
+ * vfio-user: one raw request on a vfio-user device, for tests and tools that speak messages the
+ * io-ops do not (IRQs, DMA). Sends @cmd with @req_len bytes of @req and @n_fds fds (borrowed),
+ * then waits for the reply: up to @reply_max payload bytes into @reply (*ret_len gets the
+ * length) and up to @max_fds fds into @ret_fds (*ret_n_fds; owned by the caller). Returns 0,
+ * the server's error reply as -errno, -EPROTO for a malformed reply (the device is then gone
+ * when the stream cannot be trusted), or -ENODEV once the device is gone.
+ */
+int vgb_vfio_user_request(struct vgb_vfio_device *dev, uint16_t cmd, const void *req,
+			  size_t req_len, const int *fds, size_t n_fds, void *reply,
+			  size_t reply_max, size_t *ret_len, int *ret_fds, size_t max_fds,
+			  size_t *ret_n_fds);
+/* The per-call timeout of a vfio-user device in milliseconds (default 5000), for tests. */
+void vgb_vfio_user_set_timeout(struct vgb_vfio_device *dev, int timeout_ms);
+
 #endif

@@ -47,16 +47,17 @@ static int cmd_vfio_info(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "virtual", required_argument, NULL, 'v' },
+		{ "vfio-user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vgb_vfio_device *dev = NULL;
-	const char *spec = NULL, *target;
+	const char *spec = NULL, *vu_sock = NULL, *target;
 	bool json = false;
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jv:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jv:u:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -64,27 +65,33 @@ static int cmd_vfio_info(int argc, char **argv)
 		case 'v':
 			spec = optarg;
 			break;
+		case 'u':
+			vu_sock = optarg;
+			break;
 		case 'h':
-			printf("usage: vgbctl vfio-info <BDF | /dev/vfio/devices/vfioN | --virtual SPEC> "
-			       "[--json]\n"
+			printf("usage: vgbctl vfio-info <BDF | /dev/vfio/devices/vfioN | --virtual SPEC |\n"
+			       "                        --vfio-user SOCKET> [--json]\n"
 			       "Prints a VFIO device's regions (size, offset, flags, sparse mmap areas,\n"
 			       "type) and capabilities with the DMA_BUF probe answer.\n"
 			       "  BDF            a PCI address bound to vfio-pci, e.g. 0000:00:03.0\n"
 			       "  --virtual SPEC the built-in virtual device (\"default\"; grammar in\n"
 			       "                 docs/virtual-device.md)\n"
+			       "  --vfio-user SOCKET  a vfio-user server's socket (docs/vfio-user.md)\n"
 			       "  --json         one JSON object instead of text\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
-	if ((spec != NULL) + (argc - optind) != 1) {
+	if ((spec != NULL) + (vu_sock != NULL) + (argc - optind) != 1) {
 		fprintf(stderr, "vgbctl vfio-info: give exactly one device (see --help)\n");
 		return 2;
 	}
-	target = spec ? spec : argv[optind];
+	target = spec ? spec : vu_sock ? vu_sock : argv[optind];
 
-	if (spec) {
+	if (vu_sock) {
+		r = vgb_vfio_user_connect(vu_sock, &dev);
+	} else if (spec) {
 		r = vgb_vfio_vdev_create(spec, &dev);
 	} else if (target[0] == '/') {
 #if VGB_VFIO_HAVE_CDEV
@@ -96,9 +103,15 @@ static int cmd_vfio_info(int argc, char **argv)
 		r = vgb_vfio_kernel_open(target, 0, &dev);
 	}
 	if (r < 0) {
-		fprintf(stderr, "vgbctl vfio-info: %s%s: %s%s\n", spec ? "virtual device " : "",
-			target, strerror(-r),
-			r == -EINVAL && spec ? " (bad spec; VGB_LOG=debug says why)" : errno_hint(r));
+		fprintf(stderr, "vgbctl vfio-info: %s%s: %s%s\n",
+			spec ? "virtual device " : vu_sock ? "vfio-user server " : "", target,
+			strerror(-r),
+			r == -EINVAL && spec ? " (bad spec; VGB_LOG=debug says why)"
+			: vu_sock ? (r == -ENOENT || r == -ECONNREFUSED
+					     ? " (is vgbridge-vfio-user-server running there?)"
+					     : r == -EPROTO ? " (not a vfio-user server we understand;"
+							      " VGB_LOG=debug says why)" : "")
+			: errno_hint(r));
 		return 1;
 	}
 	r = vgb_vfio_info_print(dev, stdout, json);
@@ -113,7 +126,8 @@ static int cmd_vfio_info(int argc, char **argv)
 /* ---- dispatcher ---- */
 
 static const struct command commands[] = {
-	{ "vfio-info", "<BDF | /dev/vfio/devices/vfioN | --virtual SPEC> [--json]",
+	{ "vfio-info",
+	  "<BDF | /dev/vfio/devices/vfioN | --virtual SPEC | --vfio-user SOCKET> [--json]",
 	  "print a VFIO device's regions and capabilities", cmd_vfio_info },
 	{ "stats", "[--socket PATH]",
 	  "print vgbridged's counters: blobs by strategy, commands, fences, display path",

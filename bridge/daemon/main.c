@@ -43,6 +43,8 @@ static void usage(FILE *f)
 		"  --virtual-device SPEC    add the built-in virtual GPU (docs/virtual-device.md);\n"
 		"                           e.g. 'default' or 'bar2=64M,dmabuf=off'; repeatable\n"
 		"  --vfio BDF               add a host VFIO device (0000:00:03.0); repeatable\n"
+		"  --vfio-user SOCKET       add the device of a vfio-user server (docs/vfio-user.md);\n"
+		"                           repeatable\n"
 		"  --allowed-uid UID        the peer uid allowed to connect (default: ours); the socket\n"
 		"                           is handed to that uid (others are told EACCES)\n"
 		"  --max-clients N          (default 64)\n"
@@ -67,6 +69,7 @@ enum {
 	OPT_DISPLAY,
 	OPT_VDEV,
 	OPT_VFIO,
+	OPT_VFIO_USER,
 	OPT_UID,
 	OPT_MAX_CLIENTS,
 	OPT_MAX_ENTRIES,
@@ -88,6 +91,7 @@ int main(int argc, char **argv)
 		{ "display", required_argument, NULL, OPT_DISPLAY },
 		{ "virtual-device", required_argument, NULL, OPT_VDEV },
 		{ "vfio", required_argument, NULL, OPT_VFIO },
+		{ "vfio-user", required_argument, NULL, OPT_VFIO_USER },
 		{ "allowed-uid", required_argument, NULL, OPT_UID },
 		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 		{ "max-entries", required_argument, NULL, OPT_MAX_ENTRIES },
@@ -104,8 +108,8 @@ int main(int argc, char **argv)
 	};
 	struct vgb_server_options opts;
 	const char *socket_path = NULL, *display_spec = NULL;
-	const char *vdevs[MAX_DEVICES], *bdfs[MAX_DEVICES];
-	unsigned n_vdevs = 0, n_bdfs = 0;
+	const char *vdevs[MAX_DEVICES], *bdfs[MAX_DEVICES], *vusocks[MAX_DEVICES];
+	unsigned n_vdevs = 0, n_bdfs = 0, n_vusocks = 0;
 	struct vgb_display *display = NULL;
 	struct vgb_server *server = NULL;
 	char default_path[108], err[512];
@@ -144,14 +148,17 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VDEV:
 		case OPT_VFIO:
-			if (n_vdevs + n_bdfs >= MAX_DEVICES) {
+		case OPT_VFIO_USER:
+			if (n_vdevs + n_bdfs + n_vusocks >= MAX_DEVICES) {
 				fprintf(stderr, "vgbridged: at most %d devices\n", MAX_DEVICES);
 				return 2;
 			}
 			if (o == OPT_VDEV)
 				vdevs[n_vdevs++] = optarg;
-			else
+			else if (o == OPT_VFIO)
 				bdfs[n_bdfs++] = optarg;
+			else
+				vusocks[n_vusocks++] = optarg;
 			break;
 		case OPT_UID:
 			r = vgb_parse_u64(optarg, lim = UINT32_MAX - 1, &v);
@@ -271,6 +278,24 @@ int main(int argc, char **argv)
 		}
 		vgb_log(VGB_LOG_INFO, "device %d: vfio %s (caps 0x%x)", r, dev->name, dev->caps);
 	}
+	for (unsigned i = 0; i < n_vusocks; i++) {
+		struct vgb_vfio_device *dev;
+
+		r = vgb_vfio_user_connect(vusocks[i], &dev);
+		if (r < 0) {
+			vgb_log_errno(VGB_LOG_ERROR, r,
+				      "vfio-user server at %s (is vgbridge-vfio-user-server running?)",
+				      vusocks[i]);
+			goto out;
+		}
+		r = vgb_server_add_device(server, dev);
+		if (r < 0) {
+			vgb_vfio_device_destroy(dev);
+			goto out;
+		}
+		vgb_log(VGB_LOG_INFO, "device %d: vfio-user %s (%u regions, caps 0x%x)", r, dev->name,
+			dev->num_regions, dev->caps);
+	}
 
 	lfd = vgb_daemon_activation_fd();
 	if (lfd >= 0) {
@@ -317,7 +342,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	vgb_log(VGB_LOG_INFO, "ready: display %s, %d daemon device(s), allowed uid %u",
-		display ? display->ops->name : "none", (int)(n_vdevs + n_bdfs),
+		display ? display->ops->name : "none", (int)(n_vdevs + n_bdfs + n_vusocks),
 		(unsigned)opts.allowed_uid);
 	r = vgb_daemon_notify("READY=1");
 	if (r < 0)

@@ -116,11 +116,12 @@ int vgb_msg_check_request(const struct vgb_msg *msg)
 			return -ENAMETOOLONG;
 		if (len != sizeof(m) + m.path_len)
 			return -EBADMSG;
-		if (m.kind > VGB_DEVICE_VIRTUAL)
+		if (m.kind > VGB_DEVICE_VFIO_USER_FD)
 			return -EINVAL;
-		if ((m.kind == VGB_DEVICE_FD) != (m.n_fds == 1))
+		bool with_fd = m.kind == VGB_DEVICE_FD || m.kind == VGB_DEVICE_VFIO_USER_FD;
+		if (with_fd != (m.n_fds == 1))
 			return -EBADMSG;
-		if (m.kind != VGB_DEVICE_FD && m.path_len == 0)
+		if (!with_fd && m.path_len == 0)
 			return -EINVAL;
 		if (memchr((const uint8_t *)msg->payload + sizeof(m), 0, m.path_len))
 			return -EINVAL;

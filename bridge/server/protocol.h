@@ -100,11 +100,13 @@ enum vgb_device_kind {
 	VGB_DEVICE_BDF = 1,     /* path "0000:00:03.0": the daemon opens it (legacy or cdev) */
 	VGB_DEVICE_CDEV = 2,    /* path "/dev/vfio/devices/vfioN" */
 	VGB_DEVICE_VIRTUAL = 3, /* path is a virtual device spec (docs/virtual-device.md) */
+	VGB_DEVICE_VFIO_USER = 4,    /* path is a vfio-user server's socket (docs/vfio-user.md) */
+	VGB_DEVICE_VFIO_USER_FD = 5, /* n_fds = 1: a socket connected to a vfio-user server */
 };
 
 /* ADD_VFIO_DEVICE: followed by path_len bytes of path (no NUL inside, none required at end). */
 struct vgb_msg_add_device {
-	uint32_t n_fds;    /* 1 for VGB_DEVICE_FD, else 0 */
+	uint32_t n_fds;    /* 1 for VGB_DEVICE_FD and VGB_DEVICE_VFIO_USER_FD, else 0 */
 	uint32_t kind;     /* enum vgb_device_kind */
 	uint32_t path_len; /* <= VGB_PROTO_MAX_PATH */
 	uint32_t reserved; /* 0 */

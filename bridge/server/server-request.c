@@ -102,7 +102,8 @@ static int do_add_device(struct client *c, struct vgb_msg *msg)
 	path[m.path_len] = 0;
 	if (c->n_devices >= s->opts.max_devices)
 		return -ENOSPC;
-	if (!s->opts.allow_device_paths && (m.kind == VGB_DEVICE_BDF || m.kind == VGB_DEVICE_CDEV))
+	if (!s->opts.allow_device_paths && (m.kind == VGB_DEVICE_BDF || m.kind == VGB_DEVICE_CDEV ||
+					    m.kind == VGB_DEVICE_VFIO_USER))
 		return -EPERM;
 
 	switch (m.kind) {
@@ -125,6 +126,16 @@ static int do_add_device(struct client *c, struct vgb_msg *msg)
 		break;
 	case VGB_DEVICE_VIRTUAL:
 		r = vgb_vfio_vdev_create(path, &dev);
+		break;
+	case VGB_DEVICE_VFIO_USER:
+		r = vgb_vfio_user_connect(path, &dev);
+		break;
+	case VGB_DEVICE_VFIO_USER_FD:
+		r = vgb_vfio_user_adopt(msg->fds[0], m.path_len ? path : "client-vfio-user", &dev);
+		if (r == 0) {
+			msg->fds[0] = -1;
+			msg->n_fds = 0;
+		}
 		break;
 	default:
 		r = -EINVAL;

@@ -6,7 +6,8 @@
  * vfio/: one device handle over pluggable io-ops backends.
  *
  * Backends: kernel (legacy container/group, cdev + iommufd, or an adopted device fd), virtual
- * device (memfd regions; the regression-test GPU and the demo's default) and, later, vfio-user.
+ * device (memfd regions; the regression-test GPU and the demo's default) and vfio-user (a
+ * server's socket; docs/vfio-user.md).
  * Each backend advertises what it can do as VGB_VFIO_CAP_* flags. Callers check a flag with
  * vgb_vfio_device_has_cap() and take another path when it is absent: a missing capability is
  * never an error and is never logged above debug.
@@ -52,6 +53,7 @@ enum vgb_vfio_open_path {
 	VGB_VFIO_PATH_CDEV,    /* /dev/vfio/devices/vfioN + /dev/iommu */
 	VGB_VFIO_PATH_ADOPTED, /* a device fd handed to us (the VMM's) */
 	VGB_VFIO_PATH_VIRTUAL, /* the built-in virtual device */
+	VGB_VFIO_PATH_VFIO_USER, /* a vfio-user server's socket (vfio/ops-vfio-user.c) */
 };
 
 /* "none", "legacy", "cdev", "adopted", "virtual": how vfio-info and STATS name the path. */
@@ -62,6 +64,7 @@ static inline const char *vgb_vfio_path_name(enum vgb_vfio_open_path path)
 	case VGB_VFIO_PATH_CDEV: return "cdev";
 	case VGB_VFIO_PATH_ADOPTED: return "adopted";
 	case VGB_VFIO_PATH_VIRTUAL: return "virtual";
+	case VGB_VFIO_PATH_VFIO_USER: return "vfio-user";
 	case VGB_VFIO_PATH_NONE: break;
 	}
 	return "none";
@@ -235,6 +238,29 @@ int vgb_vfio_vdev_create(const char *spec, struct vgb_vfio_device **ret);
 
 /* The memfd behind a virtual device's region (borrowed), or -EINVAL / -ENODEV. */
 int vgb_vfio_vdev_region_memfd(struct vgb_vfio_device *dev, uint32_t index);
+
+/*
+ * vfio-user backend: a client of a vfio-user server (QEMU's docs/interop/vfio-user.rst) over
+ * an AF_UNIX stream socket. Capabilities: MMAP (regions the server passes an fd for) and RESET
+ * (when the server says so); never DMA_BUF, which the protocol does not have, so the export
+ * planner takes the CPU view over the server's region fds. Region I/O that cannot be mapped
+ * (config space, registers) is REGION_READ/WRITE.
+ * Every call is synchronous: one request, then its reply within the call timeout (5 s). When
+ * the server goes away, times out or breaks the protocol, the device is gone: the socket is
+ * closed, dev->generation is bumped (exports made before are stale) and every later call,
+ * including the one that noticed, answers -ENODEV. Views mapped before stay readable (they map
+ * the server's memfds).
+ *
+ * vgb_vfio_user_connect() connects to the socket at @path; vgb_vfio_user_adopt() takes a
+ * connected socket, and ownership of @fd on success only. Both run the VERSION handshake and
+ * DEVICE_GET_INFO. Return 0, -ENODEV / -ECONNREFUSED / -ENOENT when there is no server,
+ * -EPROTO for a server that breaks the protocol, -ETIMEDOUT, or another -errno.
+ */
+int vgb_vfio_user_connect(const char *path, struct vgb_vfio_device **ret);
+int vgb_vfio_user_adopt(int fd, const char *name, struct vgb_vfio_device **ret);
+
+/* Whether @dev is a vfio-user device whose server has gone (see above). */
+bool vgb_vfio_user_is_gone(const struct vgb_vfio_device *dev);
 
 /* ---- multi-range dmabuf ---- */
 
