@@ -388,6 +388,37 @@ out:
 	}
 }
 
+/*
+ * The compositor's floor for the guest's job, measured right before each case (the machine's
+ * load moves between cases): a plain wl_shm client committing the same size at the same
+ * open-loop 60 Hz pace, each frame as it is drawn. Returns 0 or -errno.
+ */
+static int measure_plain(struct bench_stat *ret)
+{
+	struct plain_client *pc;
+	uint64_t lat[FRAMES], next;
+	uint32_t n = 0, discarded = 0;
+	int r;
+
+	r = plain_client_create(wst.socket, FW, FH, &pc);
+	if (!tap_is_int(r, 0, "the baseline wl_shm client maps a window"))
+		return r;
+	next = mono_ns();
+	for (unsigned i = 0; i < FRAMES && r == 0; i++) {
+		sleep_until(next);
+		next += PERIOD_NS;
+		r = plain_client_commit(pc, i);
+	}
+	if (r == 0)
+		r = plain_client_finish(pc, lat, &n, &discarded);
+	plain_client_destroy(pc);
+	if (!tap_is_int(r, 0, "the baseline client's %u frames were answered", FRAMES) ||
+	    !tap_ok(n > 0, "%u presented, %u discarded by the compositor", n, discarded))
+		return r < 0 ? r : -EIO;
+	bench_stat_compute(lat, n, ret);
+	return 0;
+}
+
 static int memcpy_frame(void *data)
 {
 	uint8_t **bufs = data;
@@ -403,7 +434,7 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	struct bench_stat fence, rtt;
 	struct bench_row row = { .bench = "e2e" };
 	char name[128];
-	double copies, cpu_per_frame;
+	double copies, shown_copies, cpu_per_frame;
 	bool ok;
 
 	busy.fence_ns = calloc(FRAMES, sizeof(uint64_t));
@@ -429,6 +460,8 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	 * stale pixels) and at most one per frame handed to the display.
 	 */
 	copies = busy.cl.frames_presented ? (double)busy.g.frame_copies / (double)busy.cl.frames_presented : -1;
+	shown_copies = busy.g.frames_presented ?
+			       (double)busy.g.frame_copies / (double)busy.g.frames_presented : -1;
 	if (pc->copies_per_frame == 0)
 		ok &= tap_is_uint(busy.g.frame_copies, 0, "%s: no copy at all", pc->name);
 	else
@@ -445,7 +478,7 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	cpu_per_frame = busy.cpu_ns > idle.cpu_ns ? (double)(busy.cpu_ns - idle.cpu_ns) / FRAMES : 0;
 
 	snprintf(name, sizeof(name), "%s: flush -> presented", pc->name);
-	row = (struct bench_row){ .bench = "e2e", .name = name, .met = BENCH_GOAL_NONE };
+	row = (struct bench_row){ .bench = "e2e", .name = name, .goal = "x >= 0.95" };
 	{
 		struct bench_stat s = { .median_ns = busy.g.latency_p50_ns, .p99_ns = busy.g.latency_p99_ns };
 
@@ -453,34 +486,42 @@ static void measure_case(const struct pcase *pc, const struct bench_stat *plain,
 	}
 	bench_fmt_stat(row.base, sizeof(row.base), plain);
 	row.ratio = busy.g.latency_p50_ns ? (double)plain->median_ns / (double)busy.g.latency_p50_ns : -1;
+	row.met = row.ratio >= 0.95 ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
 	snprintf(row.notes, sizeof(row.notes),
-		 "p50/p99 from the sink's wp_presentation feedback; baseline: a plain wl_shm client's "
-		 "commit -> presented; %llu presented, %llu dropped of %u",
+		 "p50/p99 from the sink's wp_presentation feedback; baseline: a plain wl_shm client "
+		 "committing the same 60 Hz open-loop stream just before, commit -> presented "
+		 "of its presented frames; %llu presented, %llu dropped of %u",
 		 (unsigned long long)busy.g.frames_presented, (unsigned long long)busy.g.frames_dropped,
 		 FRAMES);
 	bench_report(&row);
 
 	snprintf(name, sizeof(name), "%s: fenced flush completion", pc->name);
-	row = (struct bench_row){ .bench = "e2e", .name = name, .goal = "p99 < 50 ms" };
+	row = (struct bench_row){ .bench = "e2e", .name = name,
+				  .goal = pc->copies_per_frame ? "p99 <= 1 ms" : "none by the deadline" };
 	bench_fmt_stat(row.ours, sizeof(row.ours), &fence);
 	bench_fmt_stat(row.base, sizeof(row.base), &rtt);
 	row.ratio = (double)rtt.median_ns / (double)fence.median_ns;
-	row.met = fence.p99_ns < 50000000ull ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
+	if (pc->copies_per_frame)
+		row.met = fence.p99_ns <= 1000000ull ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
+	else
+		row.met = busy.cl.fences_timed_out == 0 ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
 	snprintf(row.notes, sizeof(row.notes),
 		 "request sent -> fence reply; baseline: GET_DISPLAY_INFO round trip; n=%u at 60 Hz; "
 		 "%llu of %u fences completed by the %d ms deadline, not by the display",
 		 FRAMES, (unsigned long long)busy.cl.fences_timed_out, FRAMES, 20);
 	bench_report(&row);
 
-	snprintf(name, sizeof(name), "%s: copies per frame", pc->name);
-	row = (struct bench_row){ .bench = "e2e", .name = name, .ratio = -1, .met = BENCH_GOAL_MET };
-	snprintf(row.ours, sizeof(row.ours), "%.2f", copies);
+	snprintf(name, sizeof(name), "%s: copies per shown frame", pc->name);
+	row = (struct bench_row){ .bench = "e2e", .name = name, .ratio = -1 };
+	snprintf(row.ours, sizeof(row.ours), "%.2f", shown_copies);
 	snprintf(row.base, sizeof(row.base), "-");
-	row.goal = pc->copies_per_frame ? "1 (self-checked)" : "0 (self-checked)";
+	row.goal = pc->copies_per_frame ? "<= 1.0" : "0";
+	row.met = shown_copies <= (double)pc->copies_per_frame ? BENCH_GOAL_MET : BENCH_GOAL_NOT_MET;
 	snprintf(row.notes, sizeof(row.notes),
-		 "copies per frame handed to the display; %llu copies of %.2f frames' bytes each, "
+		 "copies / frames the compositor presented (%.2f per frame handed to the display); "
+		 "%llu copies of %.2f frames' bytes each, "
 		 "%llu frames presented, %llu dropped, %llu handed to the display",
-		 (unsigned long long)busy.g.frame_copies,
+		 copies, (unsigned long long)busy.g.frame_copies,
 		 busy.g.frame_copies ? (double)busy.g.bytes_copied / (double)busy.g.frame_copies / (double)FSIZE : 0.0,
 		 (unsigned long long)busy.g.frames_presented,
 		 (unsigned long long)busy.g.frames_dropped,
@@ -509,10 +550,8 @@ out:
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/vgb-bench-e2e-XXXXXX";
-	struct plain_client *pc;
-	uint64_t lat[FRAMES], next;
 	uint8_t *bufs[2];
-	struct bench_stat plain, copy;
+	struct bench_stat copy;
 	struct bench_row row;
 	int r;
 
@@ -525,24 +564,12 @@ int main(int argc, char **argv)
 	if (!mkdtemp(dir))
 		tap_bail("mkdtemp: %m");
 	snprintf(sock_path, sizeof(sock_path), "%s/vgb.sock", dir);
+	/* A compositor that repaints at 60 Hz, as a real output does (see weston-harness.h). */
+	setenv("VGB_WESTON_REPAINT_WINDOW", "16", 1);
 	r = weston_start(&wst, OUT_W, OUT_H);
 	if (r < 0)
 		tap_bail("weston: %s", strerror(-r));
 
-	/* The baselines: the compositor's floor, and one frame's memcpy. */
-	r = plain_client_create(wst.socket, FW, FH, &pc);
-	if (!tap_is_int(r, 0, "the baseline wl_shm client maps a window"))
-		goto out;
-	next = mono_ns();
-	for (unsigned i = 0; i < FRAMES && r == 0; i++) {
-		sleep_until(next);
-		next += PERIOD_NS;
-		r = plain_client_frame(pc, i, &lat[i]);
-	}
-	plain_client_destroy(pc);
-	if (!tap_is_int(r, 0, "the baseline client's %u frames were presented", FRAMES))
-		goto out;
-	bench_stat_compute(lat, FRAMES, &plain);
 	bufs[0] = malloc(FSIZE);
 	bufs[1] = malloc(FSIZE);
 	if (!bufs[0] || !bufs[1])
@@ -552,8 +579,12 @@ int main(int argc, char **argv)
 	free(bufs[0]);
 	free(bufs[1]);
 
-	for (size_t i = 0; i < VGB_ARRAY_SIZE(cases); i++)
+	for (size_t i = 0; i < VGB_ARRAY_SIZE(cases); i++) {
+		struct bench_stat plain;
+		if (measure_plain(&plain) < 0)
+			goto out;
 		measure_case(&cases[i], &plain, &copy);
+	}
 
 	tap_skip("weston offers no linux-dmabuf here", "dmabuf path");
 	row = (struct bench_row){ .bench = "e2e", .name = "dmabuf: flush -> presented",

@@ -14,6 +14,14 @@
 #include "vgb/util.h"
 #include "xdg-shell-client-protocol.h"
 
+#define NBUF 3 /* as many as the sink's copy buffers */
+
+struct plain_frame {
+	struct plain_client *p;
+	uint64_t commit_ns, presented_ns;
+	int state; /* 0 waiting, 1 presented, -1 discarded */
+};
+
 struct plain_client {
 	struct wl_display *dpy;
 	struct wl_registry *reg;
@@ -30,11 +38,12 @@ struct plain_client {
 	int fd;
 	uint8_t *data;
 	size_t size; /* of one buffer */
-	struct wl_buffer *buf[2];
-	bool busy[2];
-	/* the frame in flight */
-	int state; /* 0 waiting, 1 presented, -1 discarded */
-	uint64_t presented_ns;
+	struct wl_buffer *buf[NBUF];
+	bool busy[NBUF];
+	/* one record per frame committed */
+	struct plain_frame frames[PLAIN_CLIENT_MAX_FRAMES];
+	uint32_t n_frames;
+	unsigned stalls;
 };
 
 static uint64_t mono_ns(void)
@@ -123,7 +132,8 @@ static void fb_presented(void *data, struct wp_presentation_feedback *fb, uint32
 			 uint32_t sec_lo, uint32_t nsec, uint32_t refresh, uint32_t seq_hi,
 			 uint32_t seq_lo, uint32_t flags)
 {
-	struct plain_client *p = data;
+	struct plain_frame *f = data;
+	struct plain_client *p = f->p;
 	uint64_t t = (((uint64_t)sec_hi << 32 | sec_lo) * 1000000000ull) + nsec;
 
 	if (p->clock != CLOCK_MONOTONIC) {
@@ -132,14 +142,14 @@ static void fb_presented(void *data, struct wp_presentation_feedback *fb, uint32
 		if (clock_gettime(p->clock, &ts) == 0)
 			t = t + mono_ns() - ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
 	}
-	p->presented_ns = t;
-	p->state = 1;
+	f->presented_ns = t;
+	f->state = 1;
 	wp_presentation_feedback_destroy(fb);
 }
 
 static void fb_discarded(void *data, struct wp_presentation_feedback *fb)
 {
-	((struct plain_client *)data)->state = -1;
+	((struct plain_frame *)data)->state = -1;
 	wp_presentation_feedback_destroy(fb);
 }
 
@@ -201,18 +211,18 @@ int plain_client_create(const char *socket_name, uint32_t width, uint32_t height
 	if (!p->comp || !p->shm || !p->wm || !p->pres)
 		goto fail;
 	p->fd = memfd_create("plain-client", MFD_CLOEXEC);
-	if (p->fd < 0 || ftruncate(p->fd, (off_t)(2 * p->size)) < 0) {
+	if (p->fd < 0 || ftruncate(p->fd, (off_t)(NBUF * p->size)) < 0) {
 		r = -errno;
 		goto fail;
 	}
-	p->data = mmap(NULL, 2 * p->size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+	p->data = mmap(NULL, NBUF * p->size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
 	if (p->data == MAP_FAILED) {
 		p->data = NULL;
 		r = -errno;
 		goto fail;
 	}
-	pool = wl_shm_create_pool(p->shm, p->fd, (int32_t)(2 * p->size));
-	for (int i = 0; i < 2; i++) {
+	pool = wl_shm_create_pool(p->shm, p->fd, (int32_t)(NBUF * p->size));
+	for (int i = 0; i < NBUF; i++) {
 		p->buf[i] = wl_shm_pool_create_buffer(pool, (int32_t)(i * p->size), (int32_t)width,
 						      (int32_t)height, (int32_t)width * 4,
 						      WL_SHM_FORMAT_XRGB8888);
@@ -240,43 +250,81 @@ fail:
 	return r;
 }
 
-int plain_client_frame(struct plain_client *p, uint32_t seq, uint64_t *ret_ns)
+int plain_client_commit(struct plain_client *p, uint32_t seq)
 {
-	int i = p->busy[0] ? 1 : 0;
+	struct plain_frame *f;
 	uint32_t *px;
-	uint64_t t0, deadline;
-	int r;
+	uint64_t deadline;
+	int i, r;
 
-	if (p->busy[i]) {
-		/* both held: wait for a release */
+	if (p->n_frames >= PLAIN_CLIENT_MAX_FRAMES)
+		return -ENOSPC;
+	if (plain_client_dispatch(p, 0) == -EPIPE)
+		return -EPIPE;
+	for (i = 0; i < NBUF && p->busy[i]; i++)
+		;
+	if (i == NBUF) {
+		/* every buffer held: wait for a release, as the sink waits for one */
+		p->stalls++;
 		deadline = mono_ns() + 5000000000ull;
-		while (p->busy[0] && p->busy[1])
+		while (i == NBUF) {
 			if (mono_ns() > deadline || (r = dispatch_timeout(p, 50)) == -EPIPE)
 				return -ETIMEDOUT;
-		i = p->busy[0] ? 1 : 0;
+			for (i = 0; i < NBUF && p->busy[i]; i++)
+				;
+		}
 	}
 	px = (uint32_t *)(void *)(p->data + (size_t)i * p->size);
 	for (size_t k = 0; k < (size_t)p->width * p->height; k += 1024)
 		px[k] = seq * 2654435761u;
+	f = &p->frames[p->n_frames++];
+	*f = (struct plain_frame){ .p = p };
 	wl_surface_attach(p->surf, p->buf[i], 0, 0);
 	wl_surface_damage_buffer(p->surf, 0, 0, (int32_t)p->width, (int32_t)p->height);
 	wp_presentation_feedback_add_listener(wp_presentation_feedback(p->pres, p->surf),
-					      &fb_listener, p);
-	p->state = 0;
+					      &fb_listener, f);
 	p->busy[i] = true;
 	wl_surface_commit(p->surf);
-	t0 = mono_ns();
+	f->commit_ns = mono_ns();
 	wl_display_flush(p->dpy);
-	deadline = t0 + 5000000000ull;
-	while (p->state == 0) {
+	return 0;
+}
+
+int plain_client_dispatch(struct plain_client *p, int ms)
+{
+	int r = dispatch_timeout(p, ms);
+
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+int plain_client_finish(struct plain_client *p, uint64_t *ret_ns, uint32_t *ret_n,
+			uint32_t *ret_discarded)
+{
+	uint64_t deadline = mono_ns() + 5000000000ull;
+	uint32_t n = 0, discarded = 0;
+	bool waiting = true;
+
+	while (waiting) {
+		waiting = false;
+		for (uint32_t i = 0; i < p->n_frames; i++)
+			waiting |= p->frames[i].state == 0;
+		if (!waiting)
+			break;
 		if (mono_ns() > deadline)
 			return -ETIMEDOUT;
-		if ((r = dispatch_timeout(p, 50)) == -EPIPE)
-			return r;
+		if (plain_client_dispatch(p, 50) == -EPIPE)
+			return -EPIPE;
 	}
-	if (p->state < 0)
-		return -ECANCELED;
-	*ret_ns = p->presented_ns > t0 ? p->presented_ns - t0 : 0;
+	for (uint32_t i = 0; i < p->n_frames; i++) {
+		const struct plain_frame *f = &p->frames[i];
+		if (f->state < 0) {
+			discarded++;
+			continue;
+		}
+		ret_ns[n++] = f->presented_ns > f->commit_ns ? f->presented_ns - f->commit_ns : 0;
+	}
+	*ret_n = n;
+	*ret_discarded = discarded;
 	return 0;
 }
 
@@ -284,7 +332,7 @@ void plain_client_destroy(struct plain_client *p)
 {
 	if (!p)
 		return;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NBUF; i++)
 		if (p->buf[i])
 			wl_buffer_destroy(p->buf[i]);
 	if (p->top)
@@ -306,7 +354,7 @@ void plain_client_destroy(struct plain_client *p)
 	if (p->dpy)
 		wl_display_disconnect(p->dpy);
 	if (p->data)
-		munmap(p->data, 2 * p->size);
+		munmap(p->data, NBUF * p->size);
 	vgb_close(p->fd);
 	free(p);
 }

@@ -3,9 +3,10 @@
 #define VGB_BENCH_PLAIN_CLIENT_H
 
 /*
- * The end-to-end bench's baseline: a plain wl_shm client (xdg toplevel, two shm buffers) that
- * commits a frame and waits for wp_presentation's "presented", on the same compositor, with the
- * same frame size and pace as the bridge: the compositor's own floor for commit -> presented.
+ * The end-to-end bench's baseline: a plain wl_shm client (xdg toplevel, three shm buffers) doing
+ * the guest's job on the same compositor: frames of the same size at the same open-loop pace,
+ * each committed as it is drawn (the compositor keeps the latest), each with presentation
+ * feedback. Its commit -> presented is the compositor's own floor for that job.
  */
 
 #include <stdint.h>
@@ -18,10 +19,23 @@ int plain_client_create(const char *socket_name, uint32_t width, uint32_t height
 			struct plain_client **ret);
 void plain_client_destroy(struct plain_client *p);
 
+#define PLAIN_CLIENT_MAX_FRAMES 1024
+
 /*
- * Draws frame @seq, commits it and waits (5 s at most: a loaded machine stalls weston) for its feedback. *@ret_ns: commit ->
- * presented, on CLOCK_MONOTONIC. Returns 0, -ECANCELED (discarded), -ETIMEDOUT or -EPIPE.
+ * Draws frame @seq into a buffer the compositor does not hold (waiting for a release when all
+ * are held), commits it and returns without waiting for it to be shown.
+ * Returns 0, -ENOSPC (PLAIN_CLIENT_MAX_FRAMES reached), -ETIMEDOUT or -EPIPE.
  */
-int plain_client_frame(struct plain_client *p, uint32_t seq, uint64_t *ret_ns);
+int plain_client_commit(struct plain_client *p, uint32_t seq);
+/* Dispatches events, waiting at most @ms. Returns 0 or -EPIPE. */
+int plain_client_dispatch(struct plain_client *p, int ms);
+/*
+ * Waits (5 s at most) until every commit was presented or discarded. @ret_ns (room for every
+ * frame committed) gets commit -> presented of each presented frame, on CLOCK_MONOTONIC;
+ * *@ret_n how many, *@ret_discarded how many the compositor replaced before showing them.
+ * Returns 0, -ETIMEDOUT or -EPIPE.
+ */
+int plain_client_finish(struct plain_client *p, uint64_t *ret_ns, uint32_t *ret_n,
+			uint32_t *ret_discarded);
 
 #endif

@@ -97,17 +97,16 @@ void vgb_wayland_try_commit(struct scanout *so)
 	struct pending_frame *p = &so->pending;
 	struct wl_buffer *buffer;
 	struct present_rec *rec;
-	struct shm_buffer *sb = NULL;
 	struct vgb_rect dmg;
 	struct vgb_frame copied = { 0 };
 
 	if (!p->valid || !s->connected || !so->surface || !so->configured ||
-	    vgb_wayland_pacing_is_waiting(so))
+	    vgb_wayland_pacing_is_full(so))
 		return;
 
 	if (p->path == VGB_PATH_DMABUF) {
 		if (p->cb->state == CACHED_IMPORTING)
-			return; /* created/failed will call us again */
+			return; /* the dispatch after created/failed calls us again */
 		if (p->cb->state == CACHED_FAILED) {
 			struct cached_buffer *failed = p->cb;
 			bool rerouted = vgb_wayland_route_to_shm(s, p);
@@ -126,21 +125,13 @@ void vgb_wayland_try_commit(struct scanout *so)
 		return;
 	}
 
-	if (p->path == VGB_PATH_SHM_COPY && p->copied && !so->staged) {
-		/* Cannot happen (staged is set while a copied frame waits); never crash on it. */
-		free(rec);
-		vgb_wayland_pending_clear(p);
-		return;
-	}
-	if (p->path == VGB_PATH_SHM_COPY && p->copied) {
-		/* Copied at present time: commit the staged buffer. */
-		sb = so->staged;
-		so->staged = NULL;
-		buffer = sb->buffer;
-		sb->busy = true;
-	} else if (p->path == VGB_PATH_SHM_COPY) {
+	if (p->path == VGB_PATH_SHM_COPY) {
+		/*
+		 * The copy happens here, when the frame is committed, so only frames that reach the
+		 * compositor are copied: one that a newer frame replaced while it waited never is.
+		 */
+		struct shm_buffer *sb = vgb_wayland_copy_get(so, p);
 		int r;
-		sb = vgb_wayland_copy_get(so, p);
 		if (!sb) {
 			/* Every buffer is still held by the compositor: wait for a release. */
 			if (!p->stalled) {
@@ -156,25 +147,20 @@ void vgb_wayland_try_commit(struct scanout *so)
 			vgb_wayland_pending_finish(p, r);
 			return;
 		}
-		if (so->staged == sb)
-			so->staged = NULL;
 		buffer = sb->buffer;
 		sb->busy = true;
+		/* The guest's memory is no longer needed: its fence completes below. */
+		copied = p->f;
 	} else {
 		buffer = p->cb->buffer;
+		rec->done = p->f.done;
+		rec->done_data = p->f.done_data;
 	}
 
 	rec->sink = s;
 	rec->scanout = so->index;
 	rec->flush_ns = p->f.flush_ns;
 	rec->deadline_ns = vgb_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
-	if (p->path == VGB_PATH_SHM_COPY) {
-		/* The copy is done: the guest's memory is no longer needed (completed below). */
-		copied = p->f;
-	} else {
-		rec->done = p->f.done;
-		rec->done_data = p->f.done_data;
-	}
 	wl_list_insert(s->inflight.prev, &rec->link);
 
 	vgb_wayland_scanout_set_buffer_size(so, p->f.width, p->f.height);

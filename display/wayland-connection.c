@@ -6,8 +6,13 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vgb/log.h"
 #include "vgb/util.h"
@@ -102,7 +107,7 @@ static const struct wl_registry_listener registry_listener = {
 
 static void sync_done(void *data, struct wl_callback *cb, uint32_t serial)
 {
-	*(bool *)data = true;
+	((struct wayland_sink *)data)->conn_synced = true;
 }
 
 static const struct wl_callback_listener sync_listener = {
@@ -132,29 +137,126 @@ int vgb_wayland_pump(struct wayland_sink *s, int wait_ms)
 	return 0;
 }
 
-/* wl_display_roundtrip with a deadline. */
-static int roundtrip_bounded(struct wayland_sink *s)
+/*
+ * Connects to the compositor's socket without waiting: a compositor whose listen backlog is
+ * full (stopped, say) fails the attempt instead of blocking. Same lookup as libwayland: the
+ * name (or $WAYLAND_DISPLAY, or wayland-0) under $XDG_RUNTIME_DIR unless it is absolute.
+ * Returns the fd or -errno.
+ */
+static int open_socket(const struct wayland_sink *s)
 {
-	uint64_t deadline = vgb_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
-	bool done = false;
-	struct wl_callback *cb = wl_display_sync(s->display);
-	int r = 0;
+	const char *name = s->socket_name ? s->socket_name : getenv("WAYLAND_DISPLAY");
+	const char *dir = getenv("XDG_RUNTIME_DIR");
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd, n;
 
-	if (!cb)
-		return -ENOMEM;
-	wl_callback_add_listener(cb, &sync_listener, &done);
-	while (!done) {
-		uint64_t now = vgb_now_ns();
-		if (now >= deadline) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		r = vgb_wayland_pump(s, (int)((deadline - now + 999999) / 1000000));
-		if (r < 0)
-			break;
+	if (!name)
+		name = "wayland-0";
+	if (name[0] == '/')
+		n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", name);
+	else if (dir)
+		n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", dir, name);
+	else
+		return -ENOENT;
+	if (n < 0 || (size_t)n >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int r = errno == EAGAIN || errno == EINPROGRESS ? -ECONNREFUSED : -errno;
+		close(fd);
+		return r;
 	}
-	/* sync_done does not destroy the proxy: it is ours to destroy either way. */
-	wl_callback_destroy(cb);
+	return fd;
+}
+
+/* Asks for the next round trip of the handshake. */
+static int conn_sync(struct wayland_sink *s)
+{
+	s->conn_synced = false;
+	s->conn_sync = wl_display_sync(s->display);
+	if (!s->conn_sync)
+		return -ENOMEM;
+	wl_callback_add_listener(s->conn_sync, &sync_listener, s);
+	s->conn_deadline_ns = vgb_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
+	return 0;
+}
+
+int vgb_wayland_connect_start(struct wayland_sink *s)
+{
+	int fd, r;
+
+	if (s->display)
+		return 0;
+	fd = open_socket(s);
+	if (fd < 0)
+		return fd;
+	s->display = wl_display_connect_to_fd(fd); /* owns fd from here, even on failure */
+	if (!s->display)
+		return errno > 0 ? -errno : -ENOMEM;
+	s->presentation_clock = CLOCK_MONOTONIC;
+	s->registry = wl_display_get_registry(s->display);
+	if (!s->registry) {
+		r = -ENOMEM;
+		goto err;
+	}
+	wl_registry_add_listener(s->registry, &registry_listener, s);
+	s->conn_round = 1;
+	r = conn_sync(s);
+	if (r < 0)
+		goto err;
+	if (vgb_wayland_flush(s) < 0) {
+		r = -EPIPE;
+		goto err;
+	}
+	return 0;
+err:
+	vgb_wayland_disconnect(s, -EPIPE);
+	return r;
+}
+
+int vgb_wayland_connect_step(struct wayland_sink *s)
+{
+	int r;
+
+	if (s->connected)
+		return 1;
+	if (!s->display || !s->conn_round)
+		return -ENOTCONN;
+	if (!s->conn_synced) {
+		if (vgb_now_ns() < s->conn_deadline_ns)
+			return 0;
+		r = -ETIMEDOUT;
+		goto err;
+	}
+	wl_callback_destroy(s->conn_sync);
+	s->conn_sync = NULL;
+	if (s->conn_round == 1) {
+		if (!s->compositor || !s->shm || !s->wm_base) {
+			r = -EPROTONOSUPPORT;
+			goto err;
+		}
+		if (s->dmabuf && s->dmabuf_version >= 4) {
+			s->default_feedback = vgb_wayland_dmabuf_feedback_create(s, NULL);
+			if (!s->default_feedback) {
+				r = -ENOMEM;
+				goto err;
+			}
+		}
+		/* Second round: shm formats, dmabuf formats/feedback, clock id, seat capabilities. */
+		s->conn_round = 2;
+		r = conn_sync(s);
+		if (r < 0)
+			goto err;
+		return vgb_wayland_flush(s) < 0 ? (vgb_wayland_disconnect(s, -EPIPE), -EPIPE) : 0;
+	}
+	s->conn_round = 0;
+	s->connected = true;
+	s->reconnect_at_ns = 0;
+	return 1;
+err:
+	vgb_wayland_disconnect(s, -EPIPE);
 	return r;
 }
 
@@ -188,6 +290,7 @@ void vgb_wayland_disconnect(struct wayland_sink *s, int status)
 			fn(s->field); \
 		s->field = NULL;    \
 	} while (0)
+	DESTROY(conn_sync, wl_callback_destroy);
 	DESTROY(dmabuf, zwp_linux_dmabuf_v1_destroy);
 	DESTROY(presentation, wp_presentation_destroy);
 	DESTROY(viewporter, wp_viewporter_destroy);
@@ -201,6 +304,7 @@ void vgb_wayland_disconnect(struct wayland_sink *s, int status)
 	s->display = NULL;
 	s->connected = false;
 	s->need_flush = false;
+	s->conn_round = 0;
 }
 
 void vgb_wayland_lost(struct wayland_sink *s)
@@ -216,40 +320,18 @@ void vgb_wayland_lost(struct wayland_sink *s)
 
 int vgb_wayland_connect(struct wayland_sink *s)
 {
-	int r;
+	int r = vgb_wayland_connect_start(s);
 
-	s->display = wl_display_connect(s->socket_name);
-	if (!s->display)
-		return errno > 0 ? -errno : -ECONNREFUSED;
-	s->presentation_clock = CLOCK_MONOTONIC;
-	s->registry = wl_display_get_registry(s->display);
-	if (!s->registry) {
-		r = -ENOMEM;
-		goto err;
-	}
-	wl_registry_add_listener(s->registry, &registry_listener, s);
-	r = roundtrip_bounded(s);
-	if (r < 0)
-		goto err;
-	if (!s->compositor || !s->shm || !s->wm_base) {
-		r = -EPROTONOSUPPORT;
-		goto err;
-	}
-	if (s->dmabuf && s->dmabuf_version >= 4) {
-		s->default_feedback = vgb_wayland_dmabuf_feedback_create(s, NULL);
-		if (!s->default_feedback) {
-			r = -ENOMEM;
-			goto err;
+	while (r == 0) {
+		uint64_t now = vgb_now_ns();
+		int wait = now < s->conn_deadline_ns ?
+				   (int)((s->conn_deadline_ns - now + 999999) / 1000000) : 0;
+		r = vgb_wayland_pump(s, wait);
+		if (r < 0) {
+			vgb_wayland_disconnect(s, r);
+			return r;
 		}
+		r = vgb_wayland_connect_step(s);
 	}
-	/* Second round: shm formats, dmabuf formats/feedback, clock id, seat capabilities. */
-	r = roundtrip_bounded(s);
-	if (r < 0)
-		goto err;
-	s->connected = true;
-	s->reconnect_at_ns = 0;
-	return 0;
-err:
-	vgb_wayland_disconnect(s, -EPIPE);
-	return r;
+	return r < 0 ? r : 0;
 }

@@ -30,8 +30,10 @@ void vgb_wayland_rec_destroy(struct present_rec *rec)
 	struct wayland_sink *s = rec->sink;
 	struct scanout *so = rec->scanout < VGB_DISPLAY_MAX_SCANOUTS ? s->scanouts[rec->scanout] : NULL;
 
-	if (so && so->frame_rec == rec)
-		so->frame_rec = NULL;
+	if (so && so->inflight > 0)
+		so->inflight--;
+	if (rec->frame_cb)
+		wl_callback_destroy(rec->frame_cb);
 	if (rec->feedback)
 		wp_presentation_feedback_destroy(rec->feedback);
 	wl_list_remove(&rec->link);
@@ -76,7 +78,9 @@ static void feedback_discarded(void *data, struct wp_presentation_feedback *fb)
 {
 	struct present_rec *rec = data;
 
+	/* Replaced by a later commit before any repaint: superseded, never shown. */
 	rec->sink->stats.frames_discarded++;
+	rec->sink->stats.frames_dropped++;
 	vgb_wayland_rec_complete(rec, -ECANCELED);
 	vgb_wayland_rec_destroy(rec);
 }
@@ -107,20 +111,22 @@ void vgb_wayland_presentation_bind(struct wayland_sink *s, struct wl_registry *r
 
 static void frame_done(void *data, struct wl_callback *cb, uint32_t time)
 {
-	struct scanout *so = data;
-	struct wayland_sink *s = so->sink;
+	struct present_rec *rec = data;
+	struct wayland_sink *s = rec->sink;
 
 	wl_callback_destroy(cb);
-	so->frame_cb = NULL;
-	if (so->frame_rec) {
+	rec->frame_cb = NULL;
+	/*
+	 * The compositor repainted with this commit: it has read the pixels, so a zero-copy
+	 * frame's memory is the guest's again (a copied frame completed at the copy).
+	 */
+	vgb_wayland_rec_complete(rec, 0);
+	if (!rec->feedback) {
 		/* No wp_presentation: the frame callback is the best "shown" signal we get. */
-		struct present_rec *rec = so->frame_rec;
 		s->stats.frames_presented++;
 		record_latency(s, rec->flush_ns, vgb_now_ns());
-		vgb_wayland_rec_complete(rec, 0);
 		vgb_wayland_rec_destroy(rec);
 	}
-	/* The next pending frame is committed by the sink's dispatch. */
 }
 
 static const struct wl_callback_listener frame_listener = {
@@ -131,32 +137,34 @@ void vgb_wayland_pacing_watch(struct scanout *so, struct present_rec *rec)
 {
 	struct wayland_sink *s = so->sink;
 
-	so->frame_cb = wl_surface_frame(so->surface);
-	wl_callback_add_listener(so->frame_cb, &frame_listener, so);
-	so->frame_cb_deadline_ns = vgb_now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
+	rec->frame_cb = wl_surface_frame(so->surface);
+	if (rec->frame_cb)
+		wl_callback_add_listener(rec->frame_cb, &frame_listener, rec);
 	if (s->presentation) {
 		rec->feedback = wp_presentation_feedback(s->presentation, so->surface);
-		wp_presentation_feedback_add_listener(rec->feedback, &feedback_listener, rec);
-	} else {
-		so->frame_rec = rec;
+		if (rec->feedback)
+			wp_presentation_feedback_add_listener(rec->feedback, &feedback_listener, rec);
 	}
+	so->inflight++;
 }
 
-bool vgb_wayland_pacing_is_waiting(const struct scanout *so)
+bool vgb_wayland_pacing_is_full(const struct scanout *so)
 {
-	return so->frame_cb != NULL;
+	return so->inflight >= MAX_INFLIGHT;
 }
 
 void vgb_wayland_pacing_drop(struct scanout *so, int status)
 {
-	if (so->frame_rec) {
-		so->sink->stats.frames_lost++;
-		vgb_wayland_rec_complete(so->frame_rec, status);
-		vgb_wayland_rec_destroy(so->frame_rec);
+	struct wayland_sink *s = so->sink;
+	struct present_rec *rec, *tmp;
+
+	wl_list_for_each_safe(rec, tmp, &s->inflight, link) {
+		if (rec->scanout != so->index)
+			continue;
+		s->stats.frames_lost++;
+		vgb_wayland_rec_complete(rec, status);
+		vgb_wayland_rec_destroy(rec);
 	}
-	if (so->frame_cb)
-		wl_callback_destroy(so->frame_cb);
-	so->frame_cb = NULL;
 }
 
 void vgb_wayland_pacing_lose_all(struct wayland_sink *s, int status)
@@ -175,21 +183,12 @@ void vgb_wayland_pacing_expire(struct wayland_sink *s, uint64_t now)
 	struct present_rec *rec, *tmp;
 
 	wl_list_for_each_safe(rec, tmp, &s->inflight, link) {
-		if (rec->done && now >= rec->deadline_ns)
-			vgb_wayland_rec_complete(rec, -ETIMEDOUT);
-	}
-	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {
-		struct scanout *so = s->scanouts[i];
-		if (!so || !so->surface || !so->frame_cb || now < so->frame_cb_deadline_ns)
+		if (now < rec->deadline_ns)
 			continue;
-		/* Hidden or stalled surface: stop waiting for its frame callback. */
-		wl_callback_destroy(so->frame_cb);
-		so->frame_cb = NULL;
-		if (so->frame_rec) {
-			s->stats.frames_lost++;
-			vgb_wayland_rec_complete(so->frame_rec, -ETIMEDOUT);
-			vgb_wayland_rec_destroy(so->frame_rec);
-		}
+		/* Hidden or stalled surface: stop waiting for this commit. */
+		s->stats.frames_lost++;
+		vgb_wayland_rec_complete(rec, -ETIMEDOUT);
+		vgb_wayland_rec_destroy(rec);
 	}
 }
 
@@ -199,13 +198,7 @@ uint64_t vgb_wayland_pacing_next_deadline(const struct wayland_sink *s)
 	struct present_rec *rec;
 
 	wl_list_for_each(rec, &s->inflight, link)
-		if (rec->done)
-			next = VGB_MIN(next, rec->deadline_ns);
-	for (uint32_t i = 0; i < VGB_DISPLAY_MAX_SCANOUTS; i++) {
-		const struct scanout *so = s->scanouts[i];
-		if (so && so->surface && so->frame_cb)
-			next = VGB_MIN(next, so->frame_cb_deadline_ns);
-	}
+		next = VGB_MIN(next, rec->deadline_ns);
 	return next;
 }
 

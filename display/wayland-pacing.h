@@ -3,9 +3,10 @@
 #define VGB_DISPLAY_WAYLAND_PACING_H
 
 /*
- * What happens to a commit: wp_presentation feedback says presented or discarded (and when),
- * a frame callback paces the next commit, and flush-to-presented latency samples are kept.
- * Without wp_presentation the frame callback stands for "presented".
+ * What happens to a commit: its frame callback says the compositor repainted with it,
+ * wp_presentation feedback says presented or discarded (and when), and flush-to-presented
+ * latency samples are kept. Frames are committed as they arrive, not paced by frame callbacks:
+ * a frame waiting out a compositor cycle would add that cycle to its latency.
  */
 
 #include "wayland-private.h"
@@ -15,27 +16,27 @@ void vgb_wayland_presentation_bind(struct wayland_sink *s, struct wl_registry *r
 				   uint32_t name);
 
 /*
- * Follows the commit about to be made on @so: asks for a frame callback and, with
- * wp_presentation, for @rec's presentation feedback. @rec must be in wayland_sink.inflight;
- * it is completed and destroyed when the compositor answers (or by the deadlines below).
+ * Follows the commit about to be made on @so: a frame callback (the compositor repainted with
+ * it: rec's done runs) and, with wp_presentation, presentation feedback. @rec must be in
+ * wayland_sink.inflight; it is completed and destroyed when the compositor answers, or at
+ * rec->deadline_ns.
  */
 void vgb_wayland_pacing_watch(struct scanout *so, struct present_rec *rec);
-/* Whether @so waits for a frame callback before its next commit. */
-bool vgb_wayland_pacing_is_waiting(const struct scanout *so);
+/* Whether @so has MAX_INFLIGHT commits unanswered (the next frame waits). */
+bool vgb_wayland_pacing_is_full(const struct scanout *so);
 
 /* Calls rec's done once (later calls do nothing). */
 void vgb_wayland_rec_complete(struct present_rec *rec, int status);
-/* Unlinks @rec and destroys its feedback; does not complete it. */
+/* Unlinks @rec and destroys its callback and feedback; does not complete it. */
 void vgb_wayland_rec_destroy(struct present_rec *rec);
 
-/* Ends @so's frame callback; a frame waiting for it is lost with @status. */
+/* Completes and destroys @so's records with @status (its window goes). */
 void vgb_wayland_pacing_drop(struct scanout *so, int status);
 /* Completes and destroys every record in flight with @status (the connection went). */
 void vgb_wayland_pacing_lose_all(struct wayland_sink *s, int status);
-/* Acts on the deadlines that passed by @now: fences past theirs complete with -ETIMEDOUT, a
- * frame callback that never came stops pacing its scanout. */
+/* Records past their deadline by @now complete with -ETIMEDOUT and go (counted lost). */
 void vgb_wayland_pacing_expire(struct wayland_sink *s, uint64_t now);
-/* The earliest deadline of the above, or UINT64_MAX. */
+/* The earliest record deadline, or UINT64_MAX. */
 uint64_t vgb_wayland_pacing_next_deadline(const struct wayland_sink *s);
 
 /* Flush-to-presented percentiles over the last LATENCY_SAMPLES frames (0 when none). */

@@ -34,6 +34,12 @@
 #include "xdg-shell-client-protocol.h"
 
 #define SHM_COPY_BUFFERS 3
+/*
+ * Commits of one scanout the compositor has not answered yet. Frames are committed as they
+ * arrive (the latest wins in the compositor), so this bounds what a hidden or stalled window
+ * accumulates; past it the newest frame waits as the scanout's pending frame.
+ */
+#define MAX_INFLIGHT 8
 #define LATENCY_SAMPLES 1024
 
 struct wayland_sink;
@@ -67,7 +73,7 @@ enum cached_state {
 
 /* One wl_buffer per buffer_id (blob export), reused across frames. */
 struct cached_buffer {
-	struct wl_list link; /* wl_sink.cached */
+	struct wl_list link; /* wayland_sink.cached */
 	struct wayland_sink *sink;
 	uint64_t id;         /* 0: not cached, destroyed on release */
 	enum cached_kind kind;
@@ -90,7 +96,8 @@ struct shm_buffer {
 	struct vgb_rect stale; /* what changed on screen since this buffer was last written */
 };
 
-/* The latest frame not yet committed (latest frame wins). */
+/* A frame that cannot be committed yet (no configure, import unanswered, no free copy buffer,
+ * MAX_INFLIGHT reached); a newer frame replaces it (latest frame wins). */
 struct pending_frame {
 	bool valid;
 	struct vgb_frame f;
@@ -104,16 +111,21 @@ struct pending_frame {
 	enum vgb_present_path path;
 	struct cached_buffer *cb; /* DMABUF and SHM_DIRECT */
 	bool stalled;             /* counted once in stats.stalls */
-	bool copied;              /* SHM_COPY: already in scanout.staged and completed */
 	uint64_t since_ns;
 };
 
-/* A commit waiting for the compositor to present or discard it. */
+/*
+ * A commit waiting for the compositor. Its frame callback says the compositor repainted with it
+ * (it read the pixels: a zero-copy frame's fence completes there); wp_presentation feedback then
+ * says presented or discarded (replaced by a later commit before a repaint). Without
+ * wp_presentation the frame callback also stands for "presented".
+ */
 struct present_rec {
-	struct wl_list link; /* wl_sink.inflight */
+	struct wl_list link; /* wayland_sink.inflight */
 	struct wayland_sink *sink;
 	uint32_t scanout;
-	struct wp_presentation_feedback *feedback;
+	struct wl_callback *frame_cb;              /* NULL once answered */
+	struct wp_presentation_feedback *feedback; /* NULL once answered */
 	uint64_t flush_ns;
 	uint64_t deadline_ns;
 	vgb_frame_done_fn done; /* NULL once completed */
@@ -133,14 +145,11 @@ struct scanout {
 	int32_t conf_width, conf_height;
 	uint32_t buf_width, buf_height;
 
-	struct wl_callback *frame_cb;
-	uint64_t frame_cb_deadline_ns;
-	struct present_rec *frame_rec; /* completed by the frame callback (no wp_presentation) */
+	uint32_t inflight; /* present_recs of this scanout (at most MAX_INFLIGHT) */
 
 	struct pending_frame pending;
 	struct shm_buffer *copy[SHM_COPY_BUFFERS];
 	struct shm_buffer *front; /* the copy buffer written last */
-	struct shm_buffer *staged; /* written, not yet committed: later frames merge into it */
 	struct vgb_egl_window *egl_win; /* while EGL draws this scanout */
 
 	/* Cursor: kept across reconnects. */
@@ -183,6 +192,11 @@ struct wayland_sink {
 	bool connected;
 	bool need_flush;
 	uint64_t reconnect_at_ns; /* 0: no timer */
+	/* A connection being set up (display set, not connected): its round trip. */
+	struct wl_callback *conn_sync;
+	bool conn_synced;
+	unsigned conn_round;      /* 1: globals, 2: formats, feedback, clock, seat */
+	uint64_t conn_deadline_ns;
 
 	struct scanout *scanouts[VGB_DISPLAY_MAX_SCANOUTS];
 	struct wl_list cached;   /* struct cached_buffer */

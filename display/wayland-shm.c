@@ -156,7 +156,6 @@ void vgb_wayland_copy_destroy_all(struct scanout *so)
 		so->copy[i] = NULL;
 	}
 	so->front = NULL;
-	so->staged = NULL;
 }
 
 static struct shm_buffer *shm_buffer_create(struct scanout *so, uint32_t w, uint32_t h,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The Wayland sink: one xdg_toplevel per scanout, frames paced by frame callbacks (the latest
- * frame wins), presentation feedback for latency, and a path per frame: linux-dmabuf, wl_shm on
- * the guest memfd, or a damage-limited copy into rotating shm buffers. Nothing here blocks the
+ * The Wayland sink: one xdg_toplevel per scanout, frames committed as they arrive (the latest
+ * wins in the compositor), frame callbacks to learn when the compositor read a frame,
+ * presentation feedback for latency, and a path per frame: linux-dmabuf, wl_shm on the guest
+ * memfd, or a damage-limited copy into rotating shm buffers. Nothing here blocks the
  * caller for longer than opts.timeout_ms, and only during create/reconnect; the steady state is
  * driven by get_fd/dispatch/next_timeout_ms. This file holds the sink's ops; wayland-private.h
  * maps the files that do the work.
@@ -117,54 +118,16 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 	}
 #endif
 
-	/*
-	 * What this frame must copy: its own damage, plus the damage of a replaced frame that was
-	 * never copied (read from this, the latest, view). What the commit damages: everything
-	 * since the last commit.
-	 */
-	struct vgb_rect fill = next.damage;
 	if (so->pending.valid) {
-		if (!so->pending.copied)
-			vgb_rect_union(&fill, &so->pending.damage);
-		vgb_rect_union(&next.damage, &so->pending.damage);
-	}
-
-	/*
-	 * The copy path copies now when a buffer is free, so the guest's memory is released (and
-	 * a fenced flush completes) without waiting for the compositor's pacing; frames that
-	 * arrive before the commit merge into the same staged buffer.
-	 */
-	bool complete_now = false;
-	if (next.path == VGB_PATH_SHM_COPY && so->configured) {
-		struct shm_buffer *sb = so->staged;
-		if (!sb || sb->width != frame->width || sb->height != frame->height ||
-		    sb->fourcc != frame->fourcc)
-			sb = vgb_wayland_copy_get(so, &next);
-		if (sb && vgb_wayland_copy_fill(so, sb, &next, &fill) == 0) {
-			so->staged = sb;
-			next.copied = true;
-			complete_now = true;
-			next.f.done = NULL; /* completed below, once */
-		}
-	}
-
-	if (so->pending.valid && so->pending.copied) {
 		/*
-		 * Already copied and completed: its pixels are in the staged buffer, and this
-		 * frame's copy (when it made one) went on top. Otherwise (another path, or a
-		 * failed read) the staged pixels are not what gets committed next: dropped.
+		 * Latest frame wins: the older one is replaced before it was committed. Its damage
+		 * carries over, since nothing of it reached the compositor.
 		 */
-		if (!next.copied)
-			s->stats.frames_dropped++;
-		next.stalled = so->pending.stalled;
-		so->pending = next;
-		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
-	} else if (so->pending.valid) {
-		/* Latest frame wins: the older one is replaced before it was shown. */
 		struct pending_frame old = so->pending;
 		if (old.cb && old.cb->id == 0 && old.cb != next.cb &&
 		    old.cb->state != CACHED_IMPORTING)
 			vgb_wayland_cache_destroy(old.cb); /* an uncached buffer that was never committed */
+		vgb_rect_union(&next.damage, &old.damage);
 		next.stalled = old.stalled;
 		so->pending = next;
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
@@ -175,9 +138,8 @@ static int wl_present(struct vgb_display *d, const struct vgb_frame *frame)
 		so->pending = next;
 		so->pending.f.cpu = so->pending.has_cpu ? &so->pending.cpu : NULL;
 	}
+	/* Committed now unless it has to wait: the compositor's cycle is the only pacing. */
 	vgb_wayland_try_commit(so);
-	if (complete_now)
-		vgb_frame_complete(frame, 0);
 	/* Lost here, the frame completes with -EPIPE: it was taken all the same. */
 	flush_or_lose(s);
 	return 0;
@@ -265,23 +227,44 @@ static void wl_move_cursor(struct vgb_display *d, uint32_t scanout, int32_t x, i
 	}
 }
 
+/* Starts a connection attempt; a failed one arms the retry timer. */
+static int start_reconnect(struct wayland_sink *s)
+{
+	int r = vgb_wayland_connect_start(s);
+
+	if (r < 0 && s->opts.reconnect_ms > 0)
+		s->reconnect_at_ns = vgb_now_ns() + (uint64_t)s->opts.reconnect_ms * 1000000u;
+	return r;
+}
+
 static int wl_reconnect(struct vgb_display *d)
 {
 	struct wayland_sink *s = sink_from(d);
+
+	if (s->connected || s->display)
+		return 0; /* connected, or under way */
+	return start_reconnect(s);
+}
+
+/* A connection under way: moves its handshake on. */
+static void step_reconnect(struct wayland_sink *s)
+{
 	int r;
 
-	if (s->connected)
-		return 0;
-	r = vgb_wayland_connect(s);
-	if (r < 0) {
+	if (vgb_wayland_pump(s, 0) < 0) {
+		vgb_wayland_disconnect(s, -EPIPE);
+		r = -EPIPE;
+	} else {
+		r = vgb_wayland_connect_step(s);
+	}
+	if (r > 0) {
+		s->stats.reconnects++; /* windows come back with the next frame of each scanout */
+	} else if (r < 0) {
+		vgb_log_errno(VGB_LOG_DEBUG, r, "wayland: reconnect");
 		if (s->opts.reconnect_ms > 0)
 			s->reconnect_at_ns =
 				vgb_now_ns() + (uint64_t)s->opts.reconnect_ms * 1000000u;
-		return r;
 	}
-	s->stats.reconnects++;
-	/* Windows come back with the next frame of each scanout. */
-	return 0;
 }
 
 /* ---- event loop integration ---- */
@@ -299,8 +282,10 @@ static void handle_timeouts(struct wayland_sink *s)
 	struct cached_buffer *cb, *ctmp;
 
 	if (!s->connected) {
-		if (s->reconnect_at_ns && now >= s->reconnect_at_ns)
-			wl_reconnect(&s->base);
+		if (!s->display && s->reconnect_at_ns && now >= s->reconnect_at_ns) {
+			s->reconnect_at_ns = 0;
+			start_reconnect(s);
+		}
 		return;
 	}
 	vgb_wayland_pacing_expire(s, now);
@@ -341,6 +326,8 @@ static int wl_dispatch(struct vgb_display *d)
 			vgb_wayland_lost(s);
 			return 0;
 		}
+	} else if (s->display) {
+		step_reconnect(s);
 	}
 	handle_timeouts(s);
 	flush_or_lose(s);
@@ -353,7 +340,9 @@ static int wl_next_timeout_ms(struct vgb_display *d)
 	uint64_t now = vgb_now_ns(), next = UINT64_MAX;
 	struct cached_buffer *cb;
 
-	if (!s->connected) {
+	if (!s->connected && s->display) {
+		next = s->conn_deadline_ns;
+	} else if (!s->connected) {
 		if (!s->reconnect_at_ns)
 			return -1;
 		next = s->reconnect_at_ns;

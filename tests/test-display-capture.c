@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The capture sink writes PNGs that decode to the frame and a CRC line per frame; the null
- * sink completes at once. Both refuse malformed frames without completing them. */
+/*
+ * The capture sink writes PNGs that decode to the frame and a CRC line per frame, on a worker
+ * thread: frames complete once copied, and present() answers while the encoder is stuck. The
+ * null sink completes at once. Both refuse malformed frames without completing them.
+ */
 #include <drm_fourcc.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <png.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +83,56 @@ static void check_frame(const char *dir, uint32_t fourcc, unsigned seq, uint32_t
 	tap_is_str(line, want_line, "frame %u: frames.txt line", seq);
 }
 
+/* Waits (10 s at most) until the sink's worker has written @n frames in all. */
+static bool wait_written(struct vgb_display *d, uint64_t n)
+{
+	struct vgb_display_stats st;
+
+	for (int i = 0; i < 10000; i++) {
+		vgb_display_get_stats(d, &st);
+		if (st.frames_presented + st.frames_lost >= n && st.frames_pending == 0)
+			return st.frames_presented >= n;
+		usleep(1000);
+	}
+	return false;
+}
+
+static unsigned count_lines(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	unsigned n = 0;
+	int c;
+
+	while (f && (c = fgetc(f)) != EOF)
+		n += c == '\n';
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Opens the gate (a FIFO the encoder writes its first PNG into) once told, or after 5 s, and
+ * reads it empty. */
+struct gate {
+	char path[256];
+	atomic_bool open;
+};
+
+static void *gate_main(void *data)
+{
+	struct gate *g = data;
+	char buf[65536];
+	int fd;
+
+	for (int i = 0; i < 5000 && !atomic_load(&g->open); i++)
+		usleep(1000);
+	fd = open(g->path, O_RDONLY | O_CLOEXEC);
+	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
 int main(void)
 {
 	int fds_before, maps_before;
@@ -117,7 +172,8 @@ int main(void)
 		done_calls = 0;
 		r = vgb_display_present(d, &f);
 		tap_ok(r == 0 && done_calls == 1 && done_status == 0,
-		       "frame %u written and completed once with 0", i);
+		       "frame %u taken and completed once with 0", i);
+		tap_ok(wait_written(d, i + 1), "frame %u written", i);
 		{
 			char path[256];
 			FILE *index;
@@ -156,7 +212,7 @@ int main(void)
 				       .done = on_done };
 		done_calls = 0;
 		r = vgb_display_present(d, &f);
-		tap_ok(r == 0 && done_calls == 1, "dmabuf-only frame written");
+		tap_ok(r == 0 && done_calls == 1 && wait_written(d, 4), "dmabuf-only frame written");
 		char path[256];
 		snprintf(path, sizeof(path), "%s/frames.txt", dir);
 		FILE *index = fopen(path, "re");
@@ -231,7 +287,8 @@ int main(void)
 			tap_is_uint(done_calls, 0, "failed frames are not completed");
 			f.cpu = &(struct vgb_cpu_view){ .data = pixels, .stride = stride, .memfd = -1 };
 			f.dmabuf = NULL;
-			tap_ok(vgb_display_present(d, &f) == 0 && done_calls == 1,
+			tap_ok(vgb_display_present(d, &f) == 0 && done_calls == 1 &&
+				       wait_written(d, 5),
 			       "the next good frame is written");
 			vgb_display_get_stats(d, &st);
 			tap_is_uint(st.frames_presented, 5, "only good frames counted");
@@ -246,6 +303,47 @@ int main(void)
 	vgb_display_destroy(d);
 	tap_is_int(vgb_display_create_capture("/proc/nonexistent/x", &d) < 0, 1,
 		   "an impossible directory fails");
+
+	/*
+	 * Encoding runs off the caller's loop. The first PNG's temporary file is a FIFO nobody
+	 * reads yet, so the encoder blocks in it: present() and get_stats() must still answer,
+	 * and answer before that frame's line is in frames.txt (the order of events, no clock).
+	 * Encoding on the caller's thread would block present() until the gate opens (5 s), with
+	 * the line written by then.
+	 */
+	{
+		char sub[200], index_path[256];
+		struct gate g = { .open = false };
+		pthread_t gate_thread;
+		struct vgb_cpu_view v = { .data = pixels, .stride = stride, .memfd = -1 };
+		struct vgb_frame f = { .scanout = 0, .width = W, .height = H,
+				       .fourcc = DRM_FORMAT_XRGB8888, .cpu = &v, .done = on_done };
+		unsigned lines_at_answer;
+
+		snprintf(sub, sizeof(sub), "%s/gate", dir);
+		snprintf(index_path, sizeof(index_path), "%s/frames.txt", sub);
+		snprintf(g.path, sizeof(g.path), "%s/.scanout0-000000.png.tmp", sub);
+		r = vgb_display_create_capture(sub, &d);
+		tap_ok(r == 0 && mkfifo(g.path, 0600) == 0, "a capture sink whose first PNG is a FIFO");
+		pthread_create(&gate_thread, NULL, gate_main, &g);
+		done_calls = 0;
+		r = vgb_display_present(d, &f);
+		int r2 = vgb_display_present(d, &f);
+		vgb_display_get_stats(d, &st);
+		lines_at_answer = count_lines(index_path);
+		tap_ok(r == 0 && r2 == 0 && done_calls == 2,
+		       "two frames taken and completed while the encoder is stuck");
+		tap_is_uint(lines_at_answer, 0,
+			    "both answered before the first frame's line was written");
+		tap_ok(st.frames_presented == 0 && st.frames_pending == 2,
+		       "stats answer meanwhile: %llu written, %u queued",
+		       (unsigned long long)st.frames_presented, st.frames_pending);
+		atomic_store(&g.open, true);
+		pthread_join(gate_thread, NULL);
+		tap_ok(wait_written(d, 2), "the gate opens: both frames written");
+		tap_is_uint(count_lines(index_path), 2, "two lines in frames.txt");
+		vgb_display_destroy(d);
+	}
 
 	/* null sink */
 	r = vgb_display_create_null(&d);

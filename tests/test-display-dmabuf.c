@@ -59,6 +59,16 @@ struct fake {
 	struct wl_resource *committed;   /* wl_buffer of the last commit */
 	bool committed_is_dmabuf;
 	uint8_t shm_pixels[W * H * 4];   /* copy of the last committed shm buffer */
+
+	/*
+	 * Repaint on request, as a real compositor repaints on its own clock: while set, a commit
+	 * only takes the buffer, and repaint() reads its pixels (the frame it shows) and then
+	 * answers the frame callbacks, as weston does after a repaint.
+	 */
+	bool hold_repaint;
+	struct wl_list held_frames;        /* frame callbacks waiting for repaint() */
+	uint8_t shown_pixels[W * H * 4];   /* what the last repaint() showed */
+	unsigned repaints;
 	struct wl_resource *surface_feedback;
 	struct wl_resource *toplevel;
 	struct wl_resource *xdg_surface;
@@ -525,7 +535,8 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 			wl_buffer_send_release(fake.committed);
 		set_committed(s->pending);
 		fake.committed_is_dmabuf = s->pending && !shm;
-		if (shm && wl_shm_buffer_get_width(shm) == W && wl_shm_buffer_get_height(shm) == H) {
+		if (shm && !fake.hold_repaint && wl_shm_buffer_get_width(shm) == W &&
+		    wl_shm_buffer_get_height(shm) == H) {
 			int32_t stride = wl_shm_buffer_get_stride(shm);
 			wl_shm_buffer_begin_access(shm);
 			for (int y = 0; y < H; y++)
@@ -536,10 +547,37 @@ static void surf_commit(struct wl_client *c, struct wl_resource *r)
 		s->attached = false;
 		fake.commits++;
 	}
+	if (fake.hold_repaint && r == fake.main_surface) {
+		wl_list_insert_list(fake.held_frames.prev, &s->frames);
+		wl_list_init(&s->frames);
+		return;
+	}
 	wl_resource_for_each_safe(cb, tmp, &s->frames) {
 		wl_callback_send_done(cb, 0);
 		wl_resource_destroy(cb);
 	}
+}
+
+/* A repaint (under the lock): reads the committed shm buffer, then answers frame callbacks. */
+static void repaint(void)
+{
+	struct wl_shm_buffer *shm = fake.committed ? wl_shm_buffer_get(fake.committed) : NULL;
+	struct wl_resource *cb, *tmp;
+
+	if (shm && wl_shm_buffer_get_width(shm) == W && wl_shm_buffer_get_height(shm) == H) {
+		int32_t stride = wl_shm_buffer_get_stride(shm);
+		wl_shm_buffer_begin_access(shm);
+		for (int y = 0; y < H; y++)
+			memcpy(fake.shown_pixels + y * W * 4,
+			       (uint8_t *)wl_shm_buffer_get_data(shm) + y * stride, W * 4);
+		wl_shm_buffer_end_access(shm);
+	}
+	fake.repaints++;
+	wl_resource_for_each_safe(cb, tmp, &fake.held_frames) {
+		wl_callback_send_done(cb, 0);
+		wl_resource_destroy(cb);
+	}
+	wl_display_flush_clients(fake.display);
 }
 
 static void surf_int(struct wl_client *c, struct wl_resource *r, int32_t v)
@@ -697,6 +735,7 @@ static void fake_start(void)
 	setenv("XDG_RUNTIME_DIR", fake.dir, 1);
 	snprintf(fake.socket, sizeof(fake.socket), "fake-%d", (int)getpid());
 	wl_list_init(&committed_listener.link);
+	wl_list_init(&fake.held_frames);
 	fake.display = wl_display_create();
 	fake.loop = wl_display_get_event_loop(fake.display);
 	if (wl_display_add_socket(fake.display, fake.socket) < 0)
@@ -1162,6 +1201,55 @@ int main(void)
 		       vgb_present_path_name(st.last_path));
 		close(file);
 		guest_frame_finish(&g7);
+	}
+
+	/*
+	 * 10. A zero-copy frame's fence completes only once the compositor has read the frame
+	 * (its repaint), never at commit: a guest that writes its buffer as soon as the fence
+	 * completes must not change the frame the compositor shows. Checked by the order of
+	 * events, not by time: done must come after repaint().
+	 */
+	{
+		struct guest_frame g8;
+		unsigned before = done_calls, repaints;
+		guest_frame_init(&g8, DRM_FORMAT_XRGB8888, DRM_FORMAT_MOD_LINEAR, 4096, 8);
+		g8.cpu.memfd = g8.fd;
+		g8.cpu.memfd_offset = 4096;
+		g8.cpu.memfd_size = g8.size;
+		fcntl(g8.fd, F_ADD_SEALS, F_SEAL_SHRINK);
+		static uint8_t expected[W * H * 4]; /* the frame as flushed */
+		memcpy(expected, g8.cpu.data, sizeof(expected));
+		struct vgb_frame f = { .width = W, .height = H, .fourcc = DRM_FORMAT_XRGB8888,
+				       .buffer_id = 11, .cpu = &g8.cpu, .done = on_done };
+		pthread_mutex_lock(&lock);
+		fake.hold_repaint = true;
+		want_commits = fake.commits + 1;
+		pthread_mutex_unlock(&lock);
+		r = vgb_display_present(d, &f);
+		tap_ok(r == 0 && pump_until(d, commits_reached, 10000), "a shm-direct frame is committed");
+		vgb_display_get_stats(d, &st);
+		tap_is_str(vgb_present_path_name(st.last_path), "shm-direct", "zero copy");
+		pump_until(d, NULL, 50); /* every chance to complete early */
+		bool early = done_calls != before;
+		tap_ok(!early, "its fence waits for the compositor's repaint");
+		if (early) /* what a guest does once its fence completed */
+			memset((uint8_t *)g8.map + 4096, 0x5a, W * H * 4);
+		pthread_mutex_lock(&lock);
+		repaint();
+		repaints = fake.repaints;
+		pthread_mutex_unlock(&lock);
+		for (int i = 0; i < 5000 && done_calls == before; i++)
+			pump_until(d, NULL, 2);
+		tap_ok(done_calls == before + 1 && done_last == 0,
+		       "and completes with 0 after it (%u repaint(s))", repaints);
+		memset((uint8_t *)g8.map + 4096, 0xa5, W * H * 4); /* the guest's next frame, after the fence */
+		pthread_mutex_lock(&lock);
+		tap_is_mem(fake.shown_pixels, expected, sizeof(expected),
+			   "a guest write after the fence completed is not in the frame shown");
+		fake.hold_repaint = false;
+		repaint();
+		pthread_mutex_unlock(&lock);
+		guest_frame_finish(&g8);
 	}
 	vgb_display_destroy(d);
 

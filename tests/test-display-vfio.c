@@ -36,7 +36,7 @@ int main(void)
 	struct vgb_vfio_device *dev = NULL;
 	struct vgb_segmap *map = NULL;
 	struct vgb_display_options opts = { .title = "vfiovm", .fullscreen = true,
-					    .timeout_ms = 30000 };
+					    .timeout_ms = 120000 /* llvmpipe in TCG, busy host */ };
 	struct vgb_display *d = NULL;
 	struct vgb_display_stats st;
 	struct vgb_dmabuf buf;

@@ -82,8 +82,10 @@ static int vgem_dmabuf(int card, struct vgb_dmabuf *ret)
 
 int main(void)
 {
+	/* The GL renderer under llvmpipe in a TCG guest takes tens of seconds for a first frame on
+	 * a loaded host: the sink's bound on each compositor answer is generous here. */
 	struct vgb_display_options opts = { .title = "vgemvm", .fullscreen = true,
-					    .timeout_ms = 30000 };
+					    .timeout_ms = 120000 /* llvmpipe in TCG, busy host */ };
 	struct vgb_display *d = NULL;
 	struct vgb_display_stats st;
 	struct vgb_dmabuf vgem, fake;

@@ -22,7 +22,7 @@
 
 #define MAX_WESTONS 8
 /* Generous: under TCG with llvmpipe (the vm suite) weston has taken more than 10 s. */
-#define START_TIMEOUT_MS 60000
+#define START_TIMEOUT_MS 150000 /* weston --use-gl on llvmpipe in a TCG guest on a loaded host */
 
 struct harness_conn {
 	struct wl_display *display;
@@ -226,16 +226,21 @@ static int write_config(struct weston *w)
 	f = fopen(path, "we");
 	if (!f)
 		return -errno;
+	const char *window = getenv("VGB_WESTON_REPAINT_WINDOW");
+
 	fprintf(f, "[core]\n"
 		   "require-input=false\n"
 		   "shell=%s\n"
+		   "%s%s%s"
 
 		   "[shell]\n"
 		   "startup-animation=none\n"
 		   "close-animation=none\n"
 		   "animation=none\n"
 		   "panel-position=none\n"
-		   "background-color=0xff000000\n", getenv("VGB_TEST_SHELL") ? getenv("VGB_TEST_SHELL") : "desktop-shell.so");
+		   "background-color=0xff000000\n",
+		getenv("VGB_TEST_SHELL") ? getenv("VGB_TEST_SHELL") : "desktop-shell.so",
+		window ? "repaint-window=" : "", window ? window : "", window ? "\n" : "");
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
@@ -611,9 +616,22 @@ int present_and_wait(struct vgb_display *d, const struct vgb_frame *f)
 
 	if (r < 0)
 		return r;
-	if (!pump_until(d, done_seen, &want, 30000))
+	/* Generous: a GL weston in a TCG guest on a loaded host takes tens of seconds. */
+	if (!pump_until(d, done_seen, &want, 90000)) {
+		tap_diag("present_and_wait: the frame did not complete in 90 s");
 		return -ETIMEDOUT;
-	if (done_last == 0 && !settle(d, 30000))
+	}
+	if (done_last == 0 && !settle(d, 90000)) {
+		struct vgb_display_stats st;
+		vgb_display_get_stats(d, &st);
+		tap_diag("present_and_wait: commits not all answered in 90 s (%llu commits, %llu "
+			 "presented, %llu discarded, %llu lost, %u pending)",
+			 (unsigned long long)st.commits, (unsigned long long)st.frames_presented,
+			 (unsigned long long)st.frames_discarded, (unsigned long long)st.frames_lost,
+			 st.frames_pending);
 		return -ETIMEDOUT;
+	}
+	if (done_last < 0)
+		tap_diag("present_and_wait: the frame completed with %d", done_last);
 	return done_last;
 }

@@ -8,6 +8,10 @@
  * (a fullscreen toplevel of the output's size lands at (0,0)), in a private XDG_RUNTIME_DIR
  * (0700). $VGB_TEST_SHELL picks another shell module. (kiosk-shell in weston 10.0.1 headless
  * never repainted a committed surface here, and its screenshots took ~10 s.)
+ * $VGB_WESTON_REPAINT_WINDOW sets weston.ini's [core] repaint-window (ms, default 7). The
+ * headless backend ends each frame with a fixed 16 ms timer and then waits one refresh minus
+ * the repaint window before repainting again: 25.7 ms cycles (39 Hz) by default, 16.7 ms
+ * (60 Hz, as a real output repaints) with 16. The benches use 16.
  * Every started weston is killed on every exit path of the test: atexit, fatal signals, and
  * PR_SET_PDEATHSIG in the child should the test die without running either.
  */

@@ -24,20 +24,6 @@ static void connect_start(struct vgb_qemu_dbus *q);
 
 /* ---- consoles ---- */
 
-struct qd_console *vgb_qd_console_ref(struct qd_console *c)
-{
-	c->refs++;
-	return c;
-}
-
-void vgb_qd_console_unref(struct qd_console *c)
-{
-	if (!c || --c->refs > 0)
-		return;
-	g_clear_object(&c->cancel);
-	free(c);
-}
-
 /* Tears a console down; callbacks and frames still holding it see c->dead. */
 static void console_destroy(struct qd_console *c)
 {

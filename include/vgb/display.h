@@ -107,7 +107,7 @@ struct vgb_display_ops {
 	int (*get_fd)(struct vgb_display *d);        /* -1: nothing to poll */
 	int (*dispatch)(struct vgb_display *d);      /* after get_fd polled readable, or timeout */
 	int (*next_timeout_ms)(struct vgb_display *d); /* -1: none */
-	int (*reconnect)(struct vgb_display *d);
+	int (*reconnect)(struct vgb_display *d); /* starts; never waits for the compositor */
 	void (*get_stats)(struct vgb_display *d, struct vgb_display_stats *ret);
 	void (*destroy)(struct vgb_display *d);
 };
@@ -150,6 +150,11 @@ void vgb_display_move_cursor(struct vgb_display *d, uint32_t scanout, int32_t x,
 int vgb_display_get_fd(struct vgb_display *d);
 int vgb_display_dispatch(struct vgb_display *d);
 int vgb_display_next_timeout_ms(struct vgb_display *d);
+/*
+ * Starts connecting to a lost compositor again, without waiting for it: returns 0 when the
+ * attempt is under way (dispatch completes it; stats.connected says when) or the sink is
+ * connected, -errno when the compositor's socket refuses at once.
+ */
 int vgb_display_reconnect(struct vgb_display *d);
 void vgb_display_get_stats(struct vgb_display *d, struct vgb_display_stats *ret);
 void vgb_display_destroy(struct vgb_display *d);
