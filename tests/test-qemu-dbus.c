@@ -548,6 +548,19 @@ static void test_dmabuf(void)
 				    (guint64)DRM_FORMAT_MOD_LINEAR, TRUE),
 		      NULL),
 		 "exactly 1 fd", "ScanoutDMABUF without its fd");
+	/* Found by fuzz-qemu-dbus: a dmabuf smaller than its layout was mapped for the CPU view
+	 * and the sink's first read past its end was SIGBUS. */
+	{
+		int small = make_memfd(64, 8, 256, 4, true, true);
+		unsigned before = sink->n_frames;
+		is_error(call(IFACE_LISTENER, "ScanoutDMABUF",
+			      g_variant_new("(huuuutb)", 0, 64u, 32u, 256u, DRM_FORMAT_XRGB8888,
+					    (guint64)DRM_FORMAT_MOD_LINEAR, TRUE),
+			      fd_list(1, small)),
+			 "needs", "ScanoutDMABUF of a dmabuf smaller than stride x height");
+		tap_is_uint(sink->n_frames, before, "no frame reaches the sink from it");
+		close(small);
+	}
 	is_error(call(IFACE_LISTENER, "ScanoutDMABUF",
 		      g_variant_new("(huuuutb)", 0, 64u, 32u, 256u, 0x20203859u /* 'Y8  ' */,
 				    (guint64)DRM_FORMAT_MOD_LINEAR, TRUE),

@@ -485,8 +485,13 @@ static struct qd_map *dmabuf_view(const struct vgb_dmabuf *b)
 	uint64_t len = (uint64_t)b->offset[0] + (uint64_t)b->stride[0] * b->height;
 	struct qd_map *m;
 	void *p;
+	off_t end;
 
 	if (b->n_planes != 1 || len > QD_MAX_FRAME_BYTES)
+		return NULL;
+	/* Mapping past the buffer's end would be SIGBUS for whoever reads the view. */
+	end = lseek(b->fd[0], 0, SEEK_END);
+	if (end >= 0 && (uint64_t)end < len)
 		return NULL;
 	p = mmap(NULL, len, PROT_READ, MAP_SHARED, b->fd[0], 0);
 	if (p == MAP_FAILED)
@@ -543,6 +548,15 @@ static gboolean on_scanout_dmabuf(VgbDbusListener *o, GDBusMethodInvocation *inv
 	if (r < 0) {
 		close(fd);
 		return reply_error(c, inv, r, "ScanoutDMABUF: %s", msg);
+	}
+	/* A dmabuf knows its size (SEEK_END); one too small for the layout is QEMU's bug. */
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end >= 0 && (uint64_t)end < need) {
+		close(fd);
+		return reply_error(c, inv, -EINVAL,
+				   "ScanoutDMABUF: the dmabuf holds %lld bytes, stride %u x height %u "
+				   "needs %llu", (long long)end, stride, height,
+				   (unsigned long long)need);
 	}
 	vgb_dmabuf_init(&b);
 	b.width = width;
