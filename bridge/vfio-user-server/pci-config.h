@@ -25,7 +25,7 @@
 #define VGB_VUS_VENDOR_CAP 0x58
 
 struct vgb_pci_bar {
-	uint64_t size;      /* 0: not implemented */
+	uint64_t size;      /* 0: no such BAR (PCI reads it back as an unimplemented BAR) */
 	bool prefetch;
 	bool rom;
 };
