@@ -232,7 +232,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	r = vgb_daemon_display_create(display_spec, NULL, NULL, &display, err, sizeof(err));
+	r = vgb_daemon_display_create(display_spec, NULL, NULL, false, &display, err,
+				      sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "vgbridged: %s\n", err);
 		return r == -EINVAL ? 2 : 1;

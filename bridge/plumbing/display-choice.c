@@ -30,7 +30,8 @@ static void describe_compositor(const char *name, char *err, size_t size)
 }
 
 int vgb_daemon_display_create(const char *spec, const char *wayland_socket, const char *title,
-			      struct vgb_display **ret, char *err, size_t err_size)
+			      bool fullscreen, struct vgb_display **ret, char *err,
+			      size_t err_size)
 {
 	int r;
 
@@ -52,7 +53,7 @@ int vgb_daemon_display_create(const char *spec, const char *wayland_socket, cons
 	if (strcmp(spec, "wayland") == 0) {
 		/* A compositor that goes away (restart, crash) is retried every second. */
 		struct vgb_display_options o = { .title = title, .timeout_ms = 1000,
-						 .reconnect_ms = 1000 };
+						 .reconnect_ms = 1000, .fullscreen = fullscreen };
 		const char *name = wayland_socket ? wayland_socket : getenv("WAYLAND_DISPLAY");
 
 		r = vgb_display_create_wayland(wayland_socket, &o, ret);

@@ -74,12 +74,27 @@ int vgb_daemon_default_socket(const char *name, char *buf, size_t size);
  * Creates the sink @spec names: "wayland" (a compositor; lost ones are retried every second),
  * "capture:DIR", "null", or "none" (*ret = NULL: flushes complete at once). NULL means "wayland"
  * when $WAYLAND_DISPLAY is set, else "none" (said once at info). @wayland_socket (may be NULL:
- * $WAYLAND_DISPLAY) and @title apply to the wayland sink.
+ * $WAYLAND_DISPLAY), @title and @fullscreen apply to the wayland sink.
  * On failure writes a sentence for the user to @err (naming the compositor socket tried and
  * what to do instead) and returns -errno: -EINVAL for an unknown @spec.
  */
 int vgb_daemon_display_create(const char *spec, const char *wayland_socket, const char *title,
-			      struct vgb_display **ret, char *err, size_t err_size);
+			      bool fullscreen, struct vgb_display **ret, char *err,
+			      size_t err_size);
+
+/* ---- signals.c ---- */
+
+/*
+ * Blocks SIGTERM and SIGINT (and SIGUSR1 with @stats_signal) for the calling thread, ignores
+ * SIGPIPE, and returns a non-blocking CLOEXEC signalfd for them, or -errno.
+ */
+int vgb_daemon_signals_open(bool stats_signal);
+
+/* The next signal waiting on @fd (from vgb_daemon_signals_open()), or 0 when none is. */
+int vgb_daemon_signal_next(int fd);
+
+/* How many fds this process has open (for the daemons' stats files), or -errno. */
+int vgb_daemon_count_fds(void);
 
 /* ---- display-watch.c ---- */
 

@@ -5,7 +5,6 @@
  * signalfd. QEMU going away never stops the daemon: its windows close, and in bus mode the
  * consoles come back when QEMU reappears on the bus.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -14,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "plumbing.h"
@@ -59,19 +57,6 @@ struct daemon {
 };
 
 /* What the daemon holds now, for the vm suite's leak checks. */
-static int count_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!dir)
-		return -1;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n - 1; /* the DIR's own fd */
-}
-
 static int count_file_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -103,7 +88,7 @@ static void write_stats(struct daemon *d)
 	if (!f)
 		return;
 	vgb_qemu_dbus_print_stats(d->q, f);
-	fprintf(f, "fds %d\nfile_maps %d\n", count_fds(), count_file_maps());
+	fprintf(f, "fds %d\nfile_maps %d\n", vgb_daemon_count_fds(), count_file_maps());
 	if (d->display) {
 		struct vgb_display_stats ds;
 		vgb_display_get_stats(d->display, &ds);
@@ -120,25 +105,6 @@ static void write_stats(struct daemon *d)
 		rename(tmp, d->stats_path);
 	else
 		unlink(tmp);
-}
-
-static int create_display(const char *kind, const char *wl_name, bool fullscreen,
-			  struct vgb_display **ret)
-{
-	if (!kind || strcmp(kind, "wayland") == 0) {
-		struct vgb_display_options o = { .title = "vgbridge qemu", .timeout_ms = 1000,
-						 .reconnect_ms = 1000, .fullscreen = fullscreen };
-		return vgb_display_create_wayland(wl_name, &o, ret);
-	}
-	if (strcmp(kind, "none") == 0) {
-		*ret = NULL;
-		return 0;
-	}
-	if (strcmp(kind, "null") == 0)
-		return vgb_display_create_null(ret);
-	if (strncmp(kind, "capture:", 8) == 0 && kind[8])
-		return vgb_display_create_capture(kind + 8, ret);
-	return -EINVAL;
 }
 
 static int run(struct daemon *d)
@@ -168,10 +134,10 @@ static int run(struct daemon *d)
 					vgb_log(VGB_LOG_DEBUG, "display dispatch failed");
 				break;
 			case TAG_SIGNAL: {
-				struct signalfd_siginfo si;
-				if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
+				int sig = vgb_daemon_signal_next(d->signal_fd);
+				if (sig == 0)
 					break;
-				if (si.ssi_signo == SIGUSR1)
+				if (sig == SIGUSR1)
 					write_stats(d);
 				else
 					d->stop = true;
@@ -207,7 +173,7 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 	const char *display_kind = NULL, *wl_name = NULL;
 	bool fullscreen = false;
 	struct epoll_event ev;
-	sigset_t mask;
+	char err[512];
 	uint64_t v;
 	int c, r, status = 1;
 
@@ -279,21 +245,16 @@ int vgb_qemu_dbus_main(int argc, char **argv)
 	d.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (d.epoll_fd < 0)
 		goto out;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	d.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.signal_fd = vgb_daemon_signals_open(true);
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
 	if (d.signal_fd < 0 || epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.signal_fd, &ev) < 0)
 		goto out;
 
-	r = create_display(display_kind, wl_name, fullscreen, &d.display);
+	/* No --display means the compositor here, as QEMU's own UI would. */
+	r = vgb_daemon_display_create(display_kind ? display_kind : "wayland", wl_name,
+				      "vgbridge qemu", fullscreen, &d.display, err, sizeof(err));
 	if (r < 0) {
-		vgb_log_errno(VGB_LOG_ERROR, r, "display '%s' (wayland, capture:DIR, null, none)",
-			      display_kind ? display_kind : "wayland");
+		vgb_log(VGB_LOG_ERROR, "%s", err);
 		goto out;
 	}
 	o.display = d.display;

@@ -5,7 +5,6 @@
  * signalfd. A front end that goes away (QEMU killed mid-frame) is torn down alone; the daemon
  * keeps listening for the next VM.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -81,18 +79,6 @@ static void usage(FILE *f)
 }
 
 /* For the leak checks of the vm suite: what the daemon holds now. */
-static int count_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
-	if (!dir)
-		return -1;
-	for (struct dirent *e; (e = readdir(dir));)
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n - 1; /* the DIR's own fd */
-}
-
 static int count_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -121,7 +107,7 @@ static void write_stats(struct daemon *d)
 		live += d->conns[i].dev != NULL;
 	fprintf(f, "connections %" PRIu64 "\ndisconnects %" PRIu64 "\nlive %u\n", d->connections,
 		d->disconnects, live);
-	fprintf(f, "fds %d\nmaps %d\n", count_fds(), count_maps());
+	fprintf(f, "fds %d\nmaps %d\n", vgb_daemon_count_fds(), count_maps());
 	for (unsigned i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &d->conns[i];
 		if (!c->dev)
@@ -268,10 +254,10 @@ static int run(struct daemon *d)
 					vgb_log(VGB_LOG_DEBUG, "display dispatch failed");
 				break;
 			case TAG_SIGNAL: {
-				struct signalfd_siginfo si;
-				if (read(d->signal_fd, &si, sizeof(si)) != sizeof(si))
+				int sig = vgb_daemon_signal_next(d->signal_fd);
+				if (sig == 0)
 					break;
-				if (si.ssi_signo == SIGUSR1)
+				if (sig == SIGUSR1)
 					write_stats(d);
 				else
 					d->stop = true;
@@ -392,21 +378,14 @@ int vgb_vhost_user_main(int argc, char **argv)
 	if (d.epoll_fd < 0)
 		return 1;
 
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	d.signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.signal_fd = vgb_daemon_signals_open(true);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG(TAG_SIGNAL, 0) };
 	if (d.signal_fd < 0 || epoll_ctl(d.epoll_fd, EPOLL_CTL_ADD, d.signal_fd, &ev) < 0)
 		goto out;
 
 	if (!d.opts.qemu_display) {
 		r = vgb_daemon_display_create(display_kind, wl_name, "vgbridge vhost-user-gpu",
-					      &d.display, err, sizeof(err));
+					      false, &d.display, err, sizeof(err));
 		if (r < 0) {
 			fprintf(stderr, "%s: %s\n", prog, err);
 			status = r == -EINVAL ? 2 : 1;
